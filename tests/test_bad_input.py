@@ -1,0 +1,66 @@
+"Every kind of bad input gets a clear error naming the file, column and rows, and nothing is written."
+import json, warnings
+from pathlib import Path
+import pandas as pd, pytest, datasets
+from reranker_tune.data import DataError, load_source, check_dataset_for_loss
+from reranker_tune.pipeline import run_pipeline
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+GOOD = [{"query": f"question {i}", "answer": f"answer {i}"} for i in range(6)]
+
+CASES = {
+    "missing column": (lambda d: _jsonl(d/"qa.jsonl", [{"query": "q"}]), "fit no known shape"),
+    "empty text": (lambda d: _jsonl(d/"qa.jsonl", GOOD + [{"query": "q", "answer": ""}]), "column 'answer' is empty, whitespace-only or not text in 1 row(s) (0-based: 6)"),
+    "whitespace-only text": (lambda d: _jsonl(d/"qa.jsonl", [{"query": "  \t", "answer": "a"}] + GOOD), "column 'query' is empty, whitespace-only or not text in 1 row(s) (0-based: 0)"),
+    "null text": (lambda d: _jsonl(d/"qa.jsonl", GOOD + [{"query": None, "answer": "a"}]), "column 'query' is empty"),
+    "missing label": (lambda d: (d/"l.csv").write_text("query,document,label\nq,a,1\nq,b,\n") and d/"l.csv", "column 'label' is missing (None, NaN or empty) in 1 row(s) (0-based: 1)"),
+    "NaN label": (lambda d: _jsonl(d/"l.jsonl", [{"query": "q", "document": "a", "label": 1}, {"query": "q", "document": "b", "label": float("nan")}]), "column 'label' is missing"),
+    "non-numeric label": (lambda d: (d/"l.csv").write_text("query,document,label\nq,a,1\nq,b,yes\n") and d/"l.csv", "column 'label' is not a number (e.g. 'yes') in 1 row(s) (0-based: 1)"),
+    "no positive": (lambda d: _jsonl(d/"c.jsonl", [{"query": "q", "positive": ["a"], "negative": []}, {"query": "r", "positive": [], "negative": ["n"]}]), "column 'positive' has no positive in 1 row(s) (0-based: 1)"),
+    "empty dataset": (lambda d: (d/"e.csv").write_text("query,answer\n") and d/"e.csv", "has no rows"),
+    "unreadable file": (lambda d: (d/"x.parquet").write_bytes(b"not parquet at all") and d/"x.parquet", "cannot be read as parquet"),
+    "non-UTF-8 file": (lambda d: (d/"l1.csv").write_bytes("query,answer\nq,a\ncaf\xe9,b\n".encode("latin-1")) and d/"l1.csv", "line 3 is not UTF-8"),
+    "path that does not exist": (lambda d: d/"nowhere.jsonl", "no such file"),
+    "grades of the wrong length": (lambda d: _jsonl(d/"g.jsonl", [{"query": "q", "positive": ["a"], "negative": ["b"], "positive_grades": [2, 3]}]), "'positive_grades' does not have one grade per 'positive' text"),
+}
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_refused_and_nothing_is_written(case, tmp_path, tiny_bert, tiny_embedder):
+    make, message = CASES[case]
+    (tmp_path/"in").mkdir()
+    source = make(tmp_path/"in")
+    run_dir = tmp_path/"runs"/"bad"
+    with pytest.raises(DataError) as err:
+        run_pipeline(source=source, run_dir=run_dir, embedder=tiny_embedder, base_model=tiny_bert)
+    assert message in str(err.value)
+    assert str(source) in str(err.value), "the error names the file"
+    assert not (tmp_path/"runs").exists(), "nothing is written for bad input"
+
+def test_extra_columns_are_refused_unless_dropped(tmp_path):
+    path = _jsonl(tmp_path/"qa.jsonl", [dict(r, views=1) for r in GOOD])
+    with pytest.raises(DataError, match=r"extra column\(s\) \['views'\]"): load_source(path)
+    assert load_source(path, extra_columns="drop").column_names == ["query", "answer"]
+
+def test_duplicates_are_dropped_with_a_counted_warning(tmp_path):
+    path = _jsonl(tmp_path/"qa.jsonl", GOOD + GOOD[:2])
+    with pytest.warns(UserWarning, match=r"qa.jsonl: dropped 2 exact duplicate row\(s\)"):
+        assert len(load_source(path)) == 6
+
+def test_bce_labels_outside_0_1_name_the_rows():
+    ds = datasets.Dataset.from_dict({"query": ["q"]*3, "document": ["a", "b", "c"], "label": [1.0, 2.0, -1.0]})
+    with pytest.raises(DataError, match=r"column 'label' is outside \[0, 1\].* in 2 row\(s\) \(0-based: 1, 2\)"):
+        check_dataset_for_loss(ds, "BinaryCrossEntropyLoss")
+
+def test_sqlite_with_several_tables_asks_which(tmp_path):
+    import sqlite3
+    with sqlite3.connect(tmp_path/"qa.db") as con:
+        pd.DataFrame(GOOD).to_sql("faq", con, index=False); pd.DataFrame(GOOD).to_sql("other", con, index=False)
+    with pytest.raises(DataError, match="pass table="): load_source(tmp_path/"qa.db")
+    assert len(load_source(tmp_path/"qa.db", table="faq")) == 6
+
+def test_hub_id_fails_fast_when_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="offline"): load_source("some-user/some-dataset-that-is-not-cached")

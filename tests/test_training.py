@@ -1,0 +1,33 @@
+"Training safety: float32 master weights, and a model folder only for finished models."
+import shutil
+from pathlib import Path
+import pytest, torch, datasets
+from transformers import AutoModelForSequenceClassification
+from reranker_tune.training import load_reranker, save_model, training_arguments, train_reranker
+from reranker_tune.losses import binary_cross_entropy_loss
+
+def test_a_float16_checkpoint_trains_in_float32(tiny_bert, tmp_path):
+    half = tmp_path/"half"
+    shutil.copytree(tiny_bert, half)
+    AutoModelForSequenceClassification.from_pretrained(tiny_bert).half().save_pretrained(str(half))
+    assert AutoModelForSequenceClassification.from_pretrained(str(half), dtype="auto").dtype == torch.float16
+    assert next(load_reranker(str(half), device="cpu").parameters()).dtype == torch.float32
+
+def test_an_interrupted_save_never_looks_complete(tiny_bert, tmp_path, monkeypatch):
+    model = load_reranker(tiny_bert, device="cpu")
+    def broken(self, path, *a, **k):
+        Path(path).mkdir(parents=True); (Path(path)/"config.json").write_text("{}")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(type(model), "save_pretrained", broken)
+    with pytest.raises(KeyboardInterrupt): save_model(model, tmp_path/"model")
+    assert not (tmp_path/"model").exists()
+
+def test_training_changes_the_scores_and_saves(tiny_bert, tmp_path):
+    model = load_reranker(tiny_bert, device="cpu")
+    rows = datasets.Dataset.from_dict({"query": ["water a cactus"]*4, "answer": ["rarely, soak then dry", "prune in winter", "full sun", "feed monthly"],
+                                       "label": [1.0, 0.0, 0.0, 0.0]})
+    before = model.predict([("water a cactus", "rarely, soak then dry")])
+    args = training_arguments(tmp_path/"ck", epochs=3, batch_size=4, learning_rate=1e-3, precision="fp32", disable_tqdm=True)
+    train_reranker(model, rows, binary_cross_entropy_loss(model, rows), args, save_to=tmp_path/"model")
+    assert model.predict([("water a cactus", "rarely, soak then dry")])[0] != pytest.approx(before[0], abs=1e-4)
+    assert (tmp_path/"model"/"model.safetensors").exists()
