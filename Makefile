@@ -42,5 +42,17 @@ test: sync
 export: install
 	$(VENV)/bin/nbdev_export
 
+# Drop what progress-bar widgets leave in executed notebooks (widget views and their state), then nbdev_clean.
 clean-nbs: install
+	$(PY) -c "$$STRIP_WIDGETS" nbs/*.ipynb
 	$(VENV)/bin/nbdev_clean
+
+define STRIP_WIDGETS
+import json, sys
+for path in sys.argv[1:]:
+    nb = json.load(open(path)); nb['metadata'].pop('widgets', None)
+    for cell in nb['cells']:
+        cell['outputs'] = [o for o in cell.get('outputs', []) if 'application/vnd.jupyter.widget-view+json' not in o.get('data', {})]
+    open(path, 'w').write(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
+endef
+export STRIP_WIDGETS

@@ -54,9 +54,8 @@ def verdict(table, # the comparison table
     return line + f" The cross-encoder alone: {alone:.3f} ({'ahead of' if alone > base else 'behind'} the retriever)."
 
 # %% ../nbs/06_pipeline.ipynb #88b9e18f
-def _write_results(folder: Path, config: dict, table, summary: str, timings: dict, fusion: dict):
-    "Write config.yaml, metrics.json and the comparison table (CSV and markdown)."
-    (folder/"config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+def _write_results(folder: Path, table, summary: str, timings: dict, fusion: dict):
+    "Write metrics.json and the comparison table (CSV and markdown)."
     metrics = {"verdict": summary, "seconds": timings, "fusion": fusion, **{row: table.loc[row].to_dict() for row in table.index}}
     (folder/"metrics.json").write_text(json.dumps(metrics, indent=2))
     table.to_csv(folder/"comparison.csv")
@@ -83,16 +82,18 @@ def run_pipeline(source=None, # a file, folder, Hub id, DataFrame or Dataset; No
                 ) -> dict: # `table`, `verdict`, `run_dir`, `model`
     "Fine-tune a reranker on `source`, fuse it with the retriever on dev, and compare on held-out queries."
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
+    if not isinstance(source, (str, Path, type(None))): config["source"] = f"<{type(source).__name__}>"
     start, timings = time.time(), {}
     seed_everything(seed)
     device = device or detect_device()
-    _step(f"Loading data from {source or 'the bundled sample'}")
+    _step(f"Loading data from {'the bundled sample' if source is None else config['source']}")
     data = sample_pairs() if source is None else to_pairs(load_source(source, column_mapping, extra_columns="drop"))
     parts = split_by_query(limit_queries(data, max_queries, seed), eval_size, seed)
     inner = split_by_query(parts["train"], dev_size, seed) if dev_size else {"train": parts["train"], "eval": None}
     folder = make_run_folder(Path(run_dir).name, Path(run_dir).parent)
     config.update(device=device, precision=detect_precision(device), resolved_embedder=resolve_model(embedder),
                   resolved_base_model=resolve_model(base_model), versions=_versions())
+    (folder/"config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     _step(f"{len(set(inner['train']['query']))} training, {len(set(inner['eval']['query'])) if dev_size else 0} dev and "
           f"{len(set(parts['eval']['query']))} held-out queries; mining {num_negatives} hard + {random_negatives} random negatives per query with {embedder}")
     retriever = load_embedder(embedder, device)
@@ -117,7 +118,7 @@ def run_pipeline(source=None, # a file, folder, Hub id, DataFrame or Dataset; No
     timings["total"] = round(time.time() - start, 1)
     shipped = "fine-tuned + retriever" if alpha is not None and alpha < 1 else "fine-tuned"
     summary = verdict(table, shipped, alpha)
-    _write_results(folder, config, table, summary, timings, fusion)
+    _write_results(folder, table, summary, timings, fusion)
     print(table.round(3).to_markdown())
     _step(f"{summary} Took {timings['total']:.0f} s; results and model in {folder}/")
     return {"table": table, "verdict": summary, "run_dir": folder, "model": model, "fusion_weight": alpha}

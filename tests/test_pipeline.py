@@ -41,3 +41,12 @@ def test_without_a_dev_split_the_cross_encoder_is_shipped_alone(tmp_path, tiny_b
                           embedder=tiny_embedder, base_model=tiny_bert)
     assert list(result["table"].index) == ["retriever", "fine-tuned"] and result["fusion_weight"] is None
     assert result["verdict"].startswith("The fine-tuned reranker ") and "fused" not in result["verdict"]
+
+def test_a_dataframe_source_is_recorded_by_type_in_the_config(tmp_path, tiny_bert, tiny_embedder):
+    import pandas as pd
+    from reranker_tune.data import sample_pairs
+    df = sample_pairs().to_pandas().head(40).rename(columns={"query": "question"})
+    result = run_pipeline(source=df, column_mapping={"question": "query"}, run_dir=tmp_path/"df", epochs=1, top_k=5,
+                          embedder=tiny_embedder, base_model=tiny_bert)
+    config = yaml.safe_load((Path(result["run_dir"])/"config.yaml").read_text())
+    assert config["source"] == "<DataFrame>" and config["column_mapping"] == {"question": "query"}
