@@ -79,6 +79,9 @@ def candidate_pool(pairs: datasets.Dataset, # `query`, `answer` rows
     "The de-duplicated corpus without excluded texts, with counted warnings for what it cannot fix."
     answers = list(pairs["answer"]); known = set(answers)
     excluded = set(str(t) for t in exclude) if exclude is not None else set()
+    if corpus is not None and exclude is None:
+        warnings.warn("A corpus without exclude=: if it holds evaluation answers, they can become training negatives. "
+                      "Pass exclude=<evaluation answers> (or exclude=[] when there are none).")
     if corpus is not None:
         missing = len(known - set(corpus))
         if missing: warnings.warn(f"{missing} of {len(known)} positives are not in the corpus; they were added as candidates.")

@@ -54,6 +54,9 @@ def test_candidate_pool_excludes_and_counts():
     assert pool == ["a1", "x", "a2"]
     assert any(m.startswith("1 of 2 positives are not in the corpus") for m in msgs)
     assert any(m.startswith("1 excluded texts are also training positives") for m in msgs)
+    _, msgs = _caught(lambda: candidate_pool(pairs, ["a1", "a2"]))
+    assert len(msgs) == 1 and "without exclude=" in msgs[0]
+    assert not _caught(lambda: candidate_pool(pairs, ["a1", "a2"], exclude=[]))[1]
 
 def test_empty_corpus_is_a_clear_error(train, embedder):
     with pytest.raises(ValueError, match="corpus is empty"): mine_negatives(train, embedder, corpus=[])
@@ -63,7 +66,7 @@ def test_empty_pairs_is_a_clear_error(embedder):
 
 def test_positive_missing_from_corpus_is_a_counted_warning(train, embedder):
     corpus = list(train["answer"])[5:] + ["an unrelated text about tax returns"]
-    mined, msgs = _caught(lambda: mine_negatives(train, embedder, corpus=corpus, num_negatives=2))
+    mined, msgs = _caught(lambda: mine_negatives(train, embedder, corpus=corpus, exclude=[], num_negatives=2))
     assert any(m.startswith("5 of ") and "not in the corpus" in m for m in msgs)
     assert sum(mined["label"]) == len(train) # the five queries still got their positive
 
