@@ -152,7 +152,6 @@ def mined_triples(mined: datasets.Dataset, # output of `mine_negatives`, any for
 def shortfall(pairs, # the pairs that were mined
               mined: datasets.Dataset, # output of `mine_negatives`
               per_query: int, # negatives asked for per query (hard + random)
-              output_format: str|None=None, # unused; kept for symmetry with `mine_negatives`
              ) -> dict: # queries, queries_short, share_short
     "How many queries got fewer negatives than asked (dropped rows count as zero)."
     pairs = as_pairs(pairs)
@@ -183,9 +182,9 @@ def _merge(hard: datasets.Dataset, easy: datasets.Dataset, output_format: str, s
     return datasets.Dataset.from_list(rows)
 
 # %% ../nbs/02_mining.ipynb #e5a01c1e
-def _shortfall_warning(pairs, mined, per_query, output_format, range_max, **knobs):
+def _shortfall_warning(pairs, mined, per_query, range_max, **knobs):
     "A counted warning when some queries got fewer negatives than asked, naming the knobs that would fix it."
-    short = shortfall(pairs, mined, per_query, output_format)
+    short = shortfall(pairs, mined, per_query)
     if short["queries_short"]:
         fixes = ["raise range_max"] + [f"lower {k}" for k, v in knobs.items() if v]
         warnings.warn(f"{short['queries_short']} of {short['queries']} queries ({short['share_short']:.1%}) got fewer than "
@@ -233,7 +232,7 @@ def mine_negatives(pairs, # `query`, `answer` rows (the training split), or anyt
                      sampling_strategy="random", **common)
         mined = _merge(mined, easy, output_format, seed)
     if not kwargs.get("include_positives"):
-        _shortfall_warning(pairs, mined, num_negatives + random_negatives, output_format, range_max, range_min=range_min,
+        _shortfall_warning(pairs, mined, num_negatives + random_negatives, range_max, range_min=range_min,
                            absolute_margin=absolute_margin, relative_margin=relative_margin, max_score=kwargs.get("max_score"))
     if folder is not None: save_atomic(mined, folder)
     return mined
