@@ -158,7 +158,7 @@ def shortfall(pairs, # the pairs that were mined
     got = mined_triples(mined).drop_duplicates(["query", "negative"]).groupby("query").size() if len(mined) else pd.Series(dtype=int)
     queries = list(dict.fromkeys(pairs["query"]))
     short = sum(got.get(q, 0) < per_query for q in queries)
-    return dict(queries=len(queries), queries_short=int(short), share_short=short/len(queries))
+    return dict(queries=len(queries), queries_short=int(short), share_short=float(short/len(queries)))
 
 # %% ../nbs/02_mining.ipynb #4887d1ce
 def _mine(pairs, embedder, corpus, **kwargs) -> datasets.Dataset:
