@@ -4,13 +4,21 @@
 
 # %% ../nbs/02_mining.ipynb #a66104c4
 from __future__ import annotations
+import hashlib, json, os, random, shutil, tempfile, warnings
+from collections import Counter
+from pathlib import Path
 import datasets
+import numpy as np
+import pandas as pd
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import mine_hard_negatives
 from .core import resolve_model, detect_device
+from .data import load_source, to_pairs
 
 # %% auto #0
-__all__ = ['load_embedder', 'mine_negatives']
+__all__ = ['MINING_PRESETS', 'load_embedder', 'as_pairs', 'as_texts', 'mining_preset', 'candidate_pool', 'model_fingerprint',
+           'cache_key', 'save_atomic', 'mined_triples', 'shortfall', 'mine_negatives', 'similarity_table',
+           'similarity_stats', 'plot_similarities', 'spot_check', 'bm25_eval_set']
 
 # %% ../nbs/02_mining.ipynb #8c6094b1
 def load_embedder(name: str="all-MiniLM-L6-v2", # short name, local folder or Hub id
@@ -20,36 +28,271 @@ def load_embedder(name: str="all-MiniLM-L6-v2", # short name, local folder or Hu
     return SentenceTransformer(resolve_model(name), device=device or detect_device())
 
 # %% ../nbs/02_mining.ipynb #d0b35d46
+def as_pairs(data, # a Dataset of any canonical shape, (query, answer) tuples, a dict of lists or a DataFrame
+            ) -> datasets.Dataset: # `query`, `answer`
+    "Positive (query, answer) pairs from whatever the user holds."
+    if isinstance(data, (list, tuple)):
+        if any(not isinstance(r, (list, tuple)) or len(r) != 2 for r in data):
+            raise ValueError("A list of pairs must hold (query, answer) tuples.")
+        data = {"query": [q for q, _ in data], "answer": [a for _, a in data]}
+    if isinstance(data, datasets.Dataset) and data.column_names == ["query", "answer"]: pairs = data
+    else: pairs = to_pairs(load_source(data, extra_columns="drop"))
+    if len(pairs) == 0: raise ValueError("No (query, answer) pairs to mine: the data has no rows.")
+    return pairs
+
+# %% ../nbs/02_mining.ipynb #319a99fa
+def as_texts(corpus, # None, a list, a `Column`, a Series or a one-column Dataset
+            ) -> list[str]|None: # a plain list of strings, or None
+    "A plain list of texts from any list-like corpus."
+    if corpus is None: return None
+    if isinstance(corpus, datasets.Dataset):
+        named = [c for c in ("answer", "document", "text") if c in corpus.column_names]
+        if not named and len(corpus.column_names) != 1:
+            raise ValueError(f"Which column is the corpus? The dataset has {corpus.column_names}; pass ds['<column>'].")
+        corpus = corpus[(named or corpus.column_names)[0]]
+    texts = [str(t) for t in corpus]
+    if not texts: raise ValueError("The corpus is empty: pass corpus=None to mine among the answers themselves.")
+    return texts
+
+# %% ../nbs/02_mining.ipynb #bfca1726
+MINING_PRESETS = {
+    "seed": dict(num_negatives=5, range_min=0, range_max=100, sampling_strategy="top", output_format="labeled-pair"),
+    "evaluation": dict(num_negatives=30, include_positives=True, output_format="n-tuple"),
+    "labeled-pair": dict(num_negatives=5, range_max=100, output_format="labeled-pair"),
+    "triplet": dict(num_negatives=1, range_min=3, range_max=50, output_format="triplet"),
+    "n-tuple": dict(num_negatives=5, range_min=3, range_max=50, relative_margin=0.05, output_format="n-tuple"),
+    "labeled-list": dict(num_negatives=10, range_max=100, output_format="labeled-list"),
+}
+
+def mining_preset(name: str, # a key of `MINING_PRESETS`
+                  **overrides, # arguments that replace the preset's
+                 ) -> dict: # keyword arguments for `mine_negatives`
+    "The keyword arguments of a named mining recipe, with `overrides` applied."
+    if name not in MINING_PRESETS: raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(MINING_PRESETS)}.")
+    return {**MINING_PRESETS[name], **overrides}
+
+# %% ../nbs/02_mining.ipynb #9fa1c5be
+def candidate_pool(pairs: datasets.Dataset, # `query`, `answer` rows
+                   corpus: list[str]|None=None, # the candidate documents; None: the answers
+                   exclude=None, # texts that must never be candidates (e.g. evaluation positives)
+                  ) -> list[str]|None: # the corpus to pass to `mine_hard_negatives`
+    "The de-duplicated corpus without excluded texts, with counted warnings for what it cannot fix."
+    answers = list(pairs["answer"]); known = set(answers)
+    excluded = set(str(t) for t in exclude) if exclude is not None else set()
+    if corpus is not None and exclude is None:
+        warnings.warn("A corpus without exclude=: if it holds evaluation answers, they can become training negatives. "
+                      "Pass exclude=<evaluation answers> (or exclude=[] when there are none).")
+    if corpus is not None:
+        missing = len(known - set(corpus))
+        if missing: warnings.warn(f"{missing} of {len(known)} positives are not in the corpus; they were added as candidates.")
+    stuck = len(known & excluded)
+    if stuck: warnings.warn(f"{stuck} excluded texts are also training positives and stay candidates; drop those pairs to exclude them.")
+    if corpus is None and not excluded: return None
+    return [t for t in dict.fromkeys((corpus or []) + answers) if t not in excluded or t in known]
+
+# %% ../nbs/02_mining.ipynb #65ae0f25
+def _check_enough(pairs, pool, num_negatives, random_negatives):
+    "Refuse a request for more negatives per query than the pool can give."
+    n = len(pool) if pool is not None else len(set(pairs["answer"]))
+    if num_negatives + random_negatives > n - 1:
+        raise ValueError(f"Cannot mine {num_negatives}+{random_negatives} negatives per query from {n} candidate documents "
+                         f"(one of them is the positive): lower num_negatives/random_negatives or pass a larger corpus.")
+
+# %% ../nbs/02_mining.ipynb #16e861f7
+def model_fingerprint(model) -> str:
+    "A short hash of a model's path and a sample of its weights ('none' for no model)."
+    if model is None: return "none"
+    configs = [m.config for m in model.modules() if hasattr(getattr(m, "config", None), "_name_or_path")]
+    h = hashlib.sha256(f"{type(model).__name__}|{configs[0]._name_or_path if configs else ''}".encode())
+    params = list(model.parameters())
+    for p in params[:2] + params[-2:]: h.update(p.detach().flatten()[:100_000].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+def cache_key(texts: dict, # name -> list of texts (queries, answers, corpus, exclude)
+              params: dict, # every parameter that changes the output
+             ) -> str: # 64 hex digits
+    "A sha256 of the texts and a canonical JSON of the parameters."
+    h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    for name in sorted(texts):
+        h.update(name.encode())
+        for t in texts[name] or []: h.update(t.encode() + b"\x00")
+    return h.hexdigest()
+
+# %% ../nbs/02_mining.ipynb #d6ec2eaa
+def save_atomic(ds: datasets.Dataset, # what to cache
+                folder: Path, # the final folder; must not be half-written
+               ) -> Path:
+    "Write `ds` with `save_to_disk` to a temporary sibling folder, then rename it into place."
+    folder = Path(folder); folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    ds.save_to_disk(str(tmp/"data"))
+    try: os.replace(tmp/"data", folder)
+    except OSError:
+        if not folder.exists(): raise # another process won the race otherwise
+    shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+# %% ../nbs/02_mining.ipynb #2f36baa9
+def mined_triples(mined: datasets.Dataset, # output of `mine_negatives`, any format
+                 ) -> pd.DataFrame: # `query`, `positive`, `negative`
+    "Every (query, positive, negative) combination in a mined dataset."
+    df, cols = mined.to_pandas(), mined.column_names
+    if "negative" in cols: return df[["query", "answer", "negative"]].set_axis(["query", "positive", "negative"], axis=1)
+    if "label" in cols:
+        pos, neg = df[df.label == 1], df[df.label == 0]
+        return pos.merge(neg, on="query", suffixes=("_p", "_n"))[["query", "answer_p", "answer_n"]].set_axis(["query", "positive", "negative"], axis=1)
+    if "labels" in cols:
+        rows = [(q, d, n) for q, docs, ls in zip(df["query"], df["answer"], df["labels"]) for d in [docs[list(ls).index(1)]] for n, l in zip(docs, ls) if l == 0]
+    else:
+        negs = [c for c in cols if c.startswith("negative_")]
+        rows = [(r["query"], r["answer"], r[c]) for _, r in df.iterrows() for c in negs]
+    return pd.DataFrame(rows, columns=["query", "positive", "negative"])
+
+# %% ../nbs/02_mining.ipynb #0c61081c
+def shortfall(pairs, # the pairs that were mined
+              mined: datasets.Dataset, # output of `mine_negatives`
+              per_query: int, # negatives asked for per query (hard + random)
+             ) -> dict: # queries, queries_short, share_short
+    "How many queries got fewer negatives than asked (dropped rows count as zero)."
+    pairs = as_pairs(pairs)
+    got = mined_triples(mined).drop_duplicates(["query", "negative"]).groupby("query").size() if len(mined) else pd.Series(dtype=int)
+    queries = list(dict.fromkeys(pairs["query"]))
+    short = sum(got.get(q, 0) < per_query for q in queries)
+    return dict(queries=len(queries), queries_short=int(short), share_short=float(short/len(queries)))
+
+# %% ../nbs/02_mining.ipynb #4887d1ce
 def _mine(pairs, embedder, corpus, **kwargs) -> datasets.Dataset:
     "One call of `mine_hard_negatives` on `query`, `answer` pairs, with a plain list as corpus."
     return mine_hard_negatives(pairs.select_columns(["query", "answer"]), embedder, anchor_column_name="query",
-                               positive_column_name="answer", corpus=list(corpus) if corpus is not None else None, **kwargs)
+                               positive_column_name="answer", corpus=corpus, **kwargs)
 
-# %% ../nbs/02_mining.ipynb #66d8b4a7
-def mine_negatives(pairs: datasets.Dataset, # `query`, `answer` rows (the training split)
+# %% ../nbs/02_mining.ipynb #6e75f1e3
+def _merge(hard: datasets.Dataset, easy: datasets.Dataset, output_format: str, seed: int) -> datasets.Dataset:
+    "Hard and random negatives in one dataset of the same format."
+    if output_format == "labeled-pair": easy = easy.filter(lambda r: r["label"] == 0)
+    if output_format in ("labeled-pair", "triplet"): return datasets.concatenate_datasets([hard, easy]).shuffle(seed=seed)
+    key = (lambda r: (r["query"], r["answer"][0])) if output_format == "labeled-list" else (lambda r: (r["query"], r["answer"]))
+    extra = {key(r): r for r in easy}
+    if output_format == "labeled-list":
+        rows = [dict(r, answer=r["answer"] + extra[key(r)]["answer"][1:], labels=r["labels"] + extra[key(r)]["labels"][1:]) for r in hard if key(r) in extra]
+    else:
+        n = sum(c.startswith("negative_") for c in hard.column_names)
+        rows = [{**r, **{f"negative_{n+i}": v for i, v in enumerate((extra[key(r)][c] for c in easy.column_names if c.startswith("negative_")), 1)}}
+                for r in hard if key(r) in extra]
+    return datasets.Dataset.from_list(rows)
+
+# %% ../nbs/02_mining.ipynb #e5a01c1e
+def _shortfall_warning(pairs, mined, per_query, range_max, **knobs):
+    "A counted warning when some queries got fewer negatives than asked, naming the knobs that would fix it."
+    short = shortfall(pairs, mined, per_query)
+    if short["queries_short"]:
+        fixes = ["raise range_max"] + [f"lower {k}" for k, v in knobs.items() if v]
+        warnings.warn(f"{short['queries_short']} of {short['queries']} queries ({short['share_short']:.1%}) got fewer than "
+                      f"{per_query} negatives: {', '.join(fixes)} (range_max={range_max}).")
+
+# %% ../nbs/02_mining.ipynb #b99573e3
+def mine_negatives(pairs, # `query`, `answer` rows (the training split), or anything `as_pairs` takes
                    embedder: SentenceTransformer, # the retriever used to find look-alikes
-                   corpus: list[str]|None=None, # extra candidate documents; None: the answers in `pairs`
+                   corpus=None, # candidate documents (list, Column, ...); None: the answers in `pairs`
                    num_negatives: int=5, # hard negatives per query
                    random_negatives: int=0, # extra negatives sampled at random from ranks `random_from`..`range_max`
-                   range_min: int=0, # skip this many of the most similar candidates
+                   range_min: int=0, # skip this many of the most similar candidates (false-negative guard)
                    range_max: int=100, # look no further than this rank
                    random_from: int=30, # where random negatives start
                    sampling_strategy: str="top", # "top": the hardest; "random": any in the range
                    output_format: str="labeled-pair", # "labeled-pair", "triplet", "n-tuple" or "labeled-list"
                    absolute_margin: float|None=None, # keep negatives at least this far below the positive
                    relative_margin: float|None=None, # ... or this share below it
+                   cross_encoder=None, # rescore candidates with this `CrossEncoder` (false-negative guard)
+                   exclude=None, # texts that must never be candidates, e.g. the evaluation positives
+                   cache_folder: str|Path|None=None, # cache embeddings and the mined dataset here
                    batch_size: int=64, # embedding batch size
                    verbose: bool=False, # print mining statistics
                    seed: int=12, # shuffles the mixed hard and random rows
-                   **kwargs, # anything else `mine_hard_negatives` takes
+                   **kwargs, # anything else `mine_hard_negatives` takes (max_score, include_positives, ...)
                   ) -> datasets.Dataset: # rows in `output_format`
     "Mine hard (and optionally random) negatives with `sentence_transformers.util.mine_hard_negatives`."
-    common = dict(output_format=output_format, batch_size=batch_size, verbose=verbose, **kwargs)
-    hard = _mine(pairs, embedder, corpus, num_negatives=num_negatives, range_min=range_min, range_max=range_max,
-                 sampling_strategy=sampling_strategy, absolute_margin=absolute_margin, relative_margin=relative_margin, **common)
-    if not random_negatives: return hard
-    if output_format not in ("labeled-pair", "triplet"): raise ValueError("random_negatives needs output_format 'labeled-pair' or 'triplet'.")
-    easy = _mine(pairs, embedder, corpus, num_negatives=random_negatives, range_min=random_from, range_max=range_max,
-                 sampling_strategy="random", **common)
-    if output_format == "labeled-pair": easy = easy.filter(lambda r: r["label"] == 0)
-    return datasets.concatenate_datasets([hard, easy]).shuffle(seed=seed)
+    pairs, corpus = as_pairs(pairs), as_texts(corpus)
+    pool = candidate_pool(pairs, corpus, exclude)
+    _check_enough(pairs, pool, num_negatives, random_negatives)
+    if random_negatives and random_from >= range_max: raise ValueError(f"random_from={random_from} must be below range_max={range_max}.")
+    params = dict(num_negatives=num_negatives, random_negatives=random_negatives, range_min=range_min, range_max=range_max,
+                  random_from=random_from, sampling_strategy=sampling_strategy, output_format=output_format, absolute_margin=absolute_margin,
+                  relative_margin=relative_margin, seed=seed, model=model_fingerprint(embedder), cross_encoder=model_fingerprint(cross_encoder), **kwargs)
+    folder = Path(cache_folder)/"mined"/cache_key({"query": pairs["query"], "answer": pairs["answer"], "pool": pool}, params) if cache_folder else None
+    if folder is not None and folder.exists(): return datasets.load_from_disk(str(folder))
+    if cache_folder: kwargs["cache_folder"] = str(Path(cache_folder)/"embeddings"/params["model"])
+    common = dict(output_format=output_format, batch_size=batch_size, verbose=verbose, cross_encoder=cross_encoder, **kwargs)
+    random.seed(seed) # `mine_hard_negatives` samples with the global `random`
+    mined = _mine(pairs, embedder, pool, num_negatives=num_negatives, range_min=range_min,
+                  range_max=None if kwargs.get("include_positives") else range_max, # it picks its own then
+                  sampling_strategy=sampling_strategy, absolute_margin=absolute_margin, relative_margin=relative_margin, **common)
+    if random_negatives:
+        easy = _mine(pairs, embedder, pool, num_negatives=random_negatives, range_min=random_from, range_max=range_max,
+                     sampling_strategy="random", **common)
+        mined = _merge(mined, easy, output_format, seed)
+    if not kwargs.get("include_positives"):
+        _shortfall_warning(pairs, mined, num_negatives + random_negatives, range_max, range_min=range_min,
+                           absolute_margin=absolute_margin, relative_margin=relative_margin, max_score=kwargs.get("max_score"))
+    if folder is not None: save_atomic(mined, folder)
+    return mined
+
+# %% ../nbs/02_mining.ipynb #33e8e25f
+def similarity_table(mined: datasets.Dataset, # output of `mine_negatives`
+                     embedder: SentenceTransformer, # the mining model
+                     batch_size: int=64, # embedding batch size
+                    ) -> pd.DataFrame: # one row per triple: query, positive, negative and their similarities
+    "Cosine similarities of each query with its positive and with each mined negative."
+    t = mined_triples(mined)
+    texts = list(dict.fromkeys(list(t["query"]) + list(t["positive"]) + list(t["negative"])))
+    emb = dict(zip(texts, embedder.encode(texts, batch_size=batch_size, normalize_embeddings=True)))
+    sim = lambda a, b: [float(emb[x] @ emb[y]) for x, y in zip(t[a], t[b])]
+    return t.assign(positive_score=sim("query", "positive"), negative_score=sim("query", "negative")).eval("difference = positive_score - negative_score")
+
+def similarity_stats(table: pd.DataFrame, # from `similarity_table`
+                    ) -> pd.DataFrame: # count, mean, std, quartiles of each score
+    "Summary statistics of positive, negative and difference scores."
+    return table[["positive_score", "negative_score", "difference"]].describe()
+
+# %% ../nbs/02_mining.ipynb #7c742bb2
+def plot_similarities(table: pd.DataFrame, # from `similarity_table`
+                      bins: int=40, # histogram bins
+                     ):
+    "Overlaid histograms of positive and negative similarities: the gap is what the reranker must learn."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for col, label in [("positive_score", "query-positive"), ("negative_score", "query-negative")]:
+        ax.hist(table[col], bins=bins, alpha=0.6, label=label)
+    ax.set_xlabel("cosine similarity"); ax.set_ylabel("pairs"); ax.legend()
+    return fig
+
+# %% ../nbs/02_mining.ipynb #0122557c
+def spot_check(mined: datasets.Dataset, # output of `mine_negatives`
+               k: int=5, # rows to show
+               seed: int=0, # which rows
+               width: int=100, # characters per text
+              ) -> pd.DataFrame: # the k rows shown
+    "Print k random (query, positive, negative) rows so a person can check the negatives are wrong answers."
+    t = mined_triples(mined)
+    rows = t.sample(min(k, len(t)), random_state=seed)
+    for q, p, n in rows.itertuples(index=False):
+        print(f"Q: {q[:width]}\n  +: {p[:width]}\n  -: {n[:width]}\n")
+    return rows
+
+# %% ../nbs/02_mining.ipynb #b5fcf702
+def bm25_eval_set(pairs, # held-out `query`, `answer` rows
+                  corpus, # every document the retriever searches
+                  top_k: int=30, # documents retrieved per query
+                  stopwords: str|None="en", # `bm25s` stopword list
+                 ) -> list[dict]: # {query, positive, documents, retriever_scores} per query
+    "BM25's top-k for each held-out query, with that query's positives."
+    import bm25s
+    pairs, positives = as_pairs(pairs), {}
+    for q, a in zip(pairs["query"], pairs["answer"]): positives.setdefault(q, []).append(a)
+    corpus = list(dict.fromkeys(as_texts(corpus) + [a for answers in positives.values() for a in answers]))
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(corpus, stopwords=stopwords, show_progress=False), show_progress=False)
+    queries = list(positives)
+    ids, scores = retriever.retrieve(bm25s.tokenize(queries, stopwords=stopwords, show_progress=False), k=min(top_k, len(corpus)), show_progress=False)
+    return [{"query": q, "positive": positives[q], "documents": [corpus[i] for i in row], "retriever_scores": [float(s) for s in srow]}
+            for q, row, srow in zip(queries, ids, scores)]
