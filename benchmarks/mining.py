@@ -22,11 +22,11 @@ DATA = Path(__file__).resolve().parents[1].parent/"shared"/"data"/"medquad"/"tra
 def _timed(f):
     start = time.perf_counter(); out = f(); return out, time.perf_counter() - start
 
-def main(max_queries: int|None, num_negatives: int, batch_size: int, device: str|None):
+def main(max_queries: int|None, num_negatives: int, batch_size: int, device: str|None, data: Path=DATA, model: str="all-MiniLM-L6-v2"):
     device = device or detect_device()
-    pairs = to_pairs(load_source(DATA, extra_columns="drop"))
+    pairs = to_pairs(load_source(data, extra_columns="drop"))
     if max_queries: pairs = pairs.select(range(min(max_queries, len(pairs))))
-    embedder = load_embedder(device=device)
+    embedder = load_embedder(model, device=device)
     embedder.encode(["warm-up"]) # load kernels before any timing
     params = dict(num_negatives=num_negatives, range_min=0, range_max=100, sampling_strategy="top", output_format="labeled-pair", batch_size=batch_size)
     direct, t_direct = _timed(lambda: mine_hard_negatives(pairs, embedder, anchor_column_name="query", positive_column_name="answer",
@@ -52,5 +52,7 @@ if __name__ == "__main__":
     p.add_argument("--num-negatives", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default=None)
+    p.add_argument("--data", type=Path, default=DATA, help="MedQuAD train.jsonl.gz (default: ../shared/data/medquad)")
+    p.add_argument("--model", default="all-MiniLM-L6-v2", help="embedder: short name, folder or Hub id")
     a = p.parse_args()
-    main(a.max_queries, a.num_negatives, a.batch_size, a.device)
+    main(a.max_queries, a.num_negatives, a.batch_size, a.device, a.data, a.model)
