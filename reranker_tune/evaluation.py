@@ -4,17 +4,35 @@
 
 # %% ../nbs/05_evaluation.ipynb #383a99d6
 from __future__ import annotations
-import numpy as np, pandas as pd, datasets
+import time, warnings
+from pathlib import Path
+import numpy as np, pandas as pd, datasets, scipy.stats
 import ir_measures
 from ir_measures import nDCG, RR, AP
 from sentence_transformers import SentenceTransformer, CrossEncoder
 from sentence_transformers.util import semantic_search
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+from .core import resolve_model, detect_device
+from .data import DataError, load_source
 
 # %% auto #0
-__all__ = ['MEASURES', 'build_eval_set', 'per_query_metrics', 'rerank_scores', 'fuse_scores', 'choose_fusion_weight',
-           'compare_rerankers']
+__all__ = ['MEASURES', 'found_share', 'build_eval_set', 'per_query_metrics', 'with_all_positives',
+           'eval_set_from_candidate_lists', 'rerank_scores', 'fuse_scores', 'choose_fusion_weight', 'compare_rerankers']
 
 # %% ../nbs/05_evaluation.ipynb #cae35737
+def found_share(eval_set: list[dict], # samples with `positive` and `documents`
+               ) -> float: # share of samples with at least one positive among their documents
+    "The share of queries whose retrieved documents hold a positive: the ceiling for any reranker."
+    return float(np.mean([any(d in set(s["positive"]) for d in s["documents"]) for s in eval_set])) if eval_set else 0.0
+
+def _warn_if_nothing_found(eval_set: list[dict]) -> list[dict]:
+    "Warn (with the count) when no query's documents hold a positive: every metric would then be 0."
+    if eval_set and found_share(eval_set) == 0:
+        warnings.warn(f"No positive among the documents of any of the {len(eval_set)} queries: every ranking scores 0. "
+                      "Is the corpus the one the answers come from, and is top_k large enough?")
+    return eval_set
+
+# %% ../nbs/05_evaluation.ipynb #0cc245ea
 def build_eval_set(pairs: datasets.Dataset, # held-out `query`, `answer` rows
                    corpus: list[str], # every document the retriever searches
                    embedder: SentenceTransformer, # the first-stage retriever
@@ -28,23 +46,125 @@ def build_eval_set(pairs: datasets.Dataset, # held-out `query`, `answer` rows
     queries = list(positives)
     encode = dict(batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True)
     hits = semantic_search(embedder.encode(queries, **encode), embedder.encode(corpus, show_progress_bar=True, **encode), top_k=top_k)
-    return [{"query": q, "positive": positives[q], "documents": [corpus[h["corpus_id"]] for h in hs],
-             "retriever_scores": [float(h["score"]) for h in hs]} for q, hs in zip(queries, hits)]
+    samples = [{"query": q, "positive": positives[q], "documents": [corpus[h["corpus_id"]] for h in hs],
+                "retriever_scores": [float(h["score"]) for h in hs]} for q, hs in zip(queries, hits)]
+    return _warn_if_nothing_found(samples)
 
 # %% ../nbs/05_evaluation.ipynb #b4d05a7f
+def _judgements(sample: dict, # one eval-set sample
+                index=0, # its position, for messages
+               ) -> tuple[np.ndarray, int, np.ndarray, list]: # relevance, missed positives, gains, missed gains
+    "Binary relevance and integer gain of each document, and what the retriever missed."
+    if len(sample["positive"]) == 0: raise ValueError(f"Sample {index} ('{sample['query'][:40]}') has no positive: no metric is defined for it.")
+    positives = set(sample["positive"])
+    relevant = np.array([d in positives for d in sample["documents"]], dtype=int)
+    missed = len(positives - set(sample["documents"]))
+    if "gains" not in sample: return relevant, missed, relevant, [1]*missed
+    gains = np.asarray(sample["gains"])
+    if len(gains) != len(sample["documents"]): raise ValueError(f"Sample {index}: {len(gains)} gains for {len(sample['documents'])} documents.")
+    if not np.all(gains == np.round(gains)) or gains.min(initial=0) < 0: raise ValueError(f"Sample {index}: gains must be non-negative integers, got {list(gains)}.")
+    return relevant, missed, gains.astype(int), [int(g) for g in sample.get("missing_gains", [])]
+
+# %% ../nbs/05_evaluation.ipynb #2889e0ae
+def _ranks_to_run(scores, # one query's scores, one per document
+                  index=0, # the sample's position, for messages
+                 ) -> dict: # trec-style run: document id -> strictly decreasing score
+    "Document ids `d0..` with scores that encode a stable descending sort (ties: earlier document first)."
+    scores = np.asarray(scores, dtype=float)
+    if np.isnan(scores).any(): raise ValueError(f"Sample {index}: {int(np.isnan(scores).sum())} NaN score(s).")
+    order = np.argsort(-scores, kind="stable")
+    return {f"d{j}": float(len(scores) - r) for r, j in enumerate(order)}
+
+# %% ../nbs/05_evaluation.ipynb #e0c74751
 MEASURES = {"ndcg@10": nDCG@10, "mrr@10": RR@10, "map": AP}
 
-def per_query_metrics(eval_set: list[dict], # samples from `build_eval_set`
-                      scores: list|None=None, # one score per document per sample; None: retriever order
+def _qrels(eval_set: list[dict]) -> tuple[dict, dict]:
+    "Binary and graded judgements of every sample, with ids `d<j>` by position and `m<j>` for missed ones."
+    binary, graded = {}, {}
+    for i, s in enumerate(eval_set):
+        relevant, missed, gains, missed_gains = _judgements(s, i)
+        binary[str(i)] = {**{f"d{j}": int(r) for j, r in enumerate(relevant)}, **{f"m{j}": 1 for j in range(missed)}}
+        graded[str(i)] = {**{f"d{j}": int(g) for j, g in enumerate(gains)}, **{f"m{j}": g for j, g in enumerate(missed_gains)}}
+    return binary, graded
+
+def per_query_metrics(eval_set: list[dict], # samples from `build_eval_set` or `eval_set_from_candidate_lists`
+                      scores: list|None=None, # one score per document per sample; None: the documents' order
                      ) -> pd.DataFrame: # one row per query, one column per measure
-    "NDCG@10, MRR@10 and MAP of each query's ranking."
-    qrels = {str(i): {d: 1 for d in s["positive"]} for i, s in enumerate(eval_set)}
-    run = {str(i): dict(zip(s["documents"], np.arange(len(s["documents"]), 0, -1.0) if scores is None else map(float, scores[i])))
-           for i, s in enumerate(eval_set)}
-    table = pd.DataFrame(0.0, index=list(qrels), columns=list(MEASURES))
+    "NDCG@10 (graded when samples have `gains`), MRR@10 and MAP of each query's ranking."
+    if scores is not None and len(scores) != len(eval_set): raise ValueError(f"{len(scores)} score lists for {len(eval_set)} samples.")
+    binary, graded = _qrels(eval_set)
+    run = {}
+    for i, s in enumerate(eval_set):
+        x = np.arange(len(s["documents"]), 0, -1.0) if scores is None else scores[i]
+        if len(x) != len(s["documents"]): raise ValueError(f"Sample {i}: {len(x)} scores for {len(s['documents'])} documents.")
+        run[str(i)] = _ranks_to_run(x, i)
+    table = pd.DataFrame(0.0, index=list(binary), columns=list(MEASURES))
     names = {str(m): k for k, m in MEASURES.items()}
-    for m in ir_measures.iter_calc(list(MEASURES.values()), qrels, run): table.loc[m.query_id, names[str(m.measure)]] = m.value
+    for qrels, measures in ((graded, [nDCG@10]), (binary, [RR@10, AP])):
+        for m in ir_measures.iter_calc(measures, qrels, run): table.loc[m.query_id, names[str(m.measure)]] = m.value
     return table
+
+# %% ../nbs/05_evaluation.ipynb #169945ee
+def with_all_positives(eval_set: list[dict], # realistic samples from `build_eval_set`
+                      ) -> list[dict]: # the same samples, each missed positive appended to `documents`
+    "The all-positives setting: every positive is among the candidates, after the retrieved ones."
+    out = []
+    for i, s in enumerate(eval_set):
+        missed = [p for p in dict.fromkeys(s["positive"]) if p not in set(s["documents"])]
+        if missed and "gains" in s: raise ValueError(f"Sample {i}: graded samples with missed positives cannot be completed (which gain goes with which text?).")
+        t = {**s, "documents": list(s["documents"]) + missed}
+        if "retriever_scores" in s:
+            low = min(s["retriever_scores"], default=0.0) - 1.0
+            t["retriever_scores"] = list(s["retriever_scores"]) + [low - k for k in range(len(missed))]
+        out.append(t)
+    return out
+
+# %% ../nbs/05_evaluation.ipynb #615c2eac
+def _grades_of(df: pd.DataFrame, grade_range, source) -> list|None:
+    "Per row, the grades of positives then negatives, checked against `grade_range`; None without grades."
+    if "positive_grades" not in df.columns: return None
+    if grade_range is None: raise DataError(f"{source}: has grades; declare their range, e.g. grade_range=(1, 4).")
+    low, high = grade_range
+    rows = [list(p) + list(n if n is not None else []) for p, n in zip(df["positive_grades"], df.get("negative_grades", [None]*len(df)))]
+    bad = [i for i, g in enumerate(rows) if any(x is None or x != int(x) or not low <= x <= high for x in g)]
+    if bad: raise DataError(f"{source}: rows {bad[:5]}{' ...' if len(bad) > 5 else ''} ({len(bad)} in all) have grades outside "
+                            f"the declared range {low}..{high} or not whole numbers (e.g. {rows[bad[0]]}).")
+    return [[int(x) - low for x in g] for g in rows]
+
+# %% ../nbs/05_evaluation.ipynb #51a691f2
+def eval_set_from_candidate_lists(source, # a candidate-lists source: path, DataFrame, Dataset, dict of lists ...
+                                  column_mapping: dict|None=None, # {your column: canonical column}
+                                  grade_range: tuple|None=None, # (lowest, highest) grade; gain = grade - lowest
+                                  order: str="random", # base order: "random" (seeded) or "given" (positives first)
+                                  embedder: SentenceTransformer|None=None, # if given, the base order is its ranking
+                                  seed: int=12, # the random order's seed
+                                 ) -> list[dict]: # {query, positive, documents, gains?, retriever_scores?} per query
+    "Evaluation samples from labelled candidate lists, as given: no retrieval, every candidate is reranked."
+    ds = load_source(source, column_mapping, extra_columns="drop")
+    df, name = ds.to_pandas(), str(source) if isinstance(source, (str, Path)) else type(source).__name__
+    if "positive" not in df.columns: raise DataError(f"{name}: not candidate lists (columns {list(df.columns)}).")
+    gains, rng, samples = _grades_of(df, grade_range, name), np.random.default_rng(seed), []
+    for i, (q, pos, neg) in enumerate(zip(df["query"], df["positive"], df["negative"])):
+        docs = list(pos) + list(neg)
+        perm = rng.permutation(len(docs)) if order == "random" else np.arange(len(docs))
+        s = {"query": q, "positive": list(pos), "documents": [docs[j] for j in perm]}
+        if gains is not None: s["gains"] = [gains[i][j] for j in perm]
+        samples.append(s)
+    return samples if embedder is None else _retriever_order(samples, embedder)
+
+# %% ../nbs/05_evaluation.ipynb #07941a4f
+def _retriever_order(samples: list[dict], embedder: SentenceTransformer, batch_size: int=64) -> list[dict]:
+    "Sort each sample's documents (and gains) by the embedder's cosine similarity to the query."
+    encode = dict(batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+    queries = embedder.encode([s["query"] for s in samples], **encode)
+    out = []
+    for s, qv in zip(samples, queries):
+        sims = embedder.encode(s["documents"], **encode) @ qv
+        perm = np.argsort(-sims, kind="stable")
+        t = {**s, "documents": [s["documents"][j] for j in perm], "retriever_scores": [float(sims[j]) for j in perm]}
+        if "gains" in s: t["gains"] = [s["gains"][j] for j in perm]
+        out.append(t)
+    return out
 
 # %% ../nbs/05_evaluation.ipynb #32f66ac6
 def rerank_scores(model: CrossEncoder, # the reranker
