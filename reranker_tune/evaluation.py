@@ -6,7 +6,9 @@
 from __future__ import annotations
 import time, warnings
 from pathlib import Path
-import numpy as np, pandas as pd, datasets, scipy.stats
+import numpy as np, pandas as pd, datasets, scipy.stats, torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 import ir_measures
 from ir_measures import nDCG, RR, AP
 from sentence_transformers import SentenceTransformer, CrossEncoder
@@ -17,7 +19,9 @@ from .data import DataError, load_source
 
 # %% auto #0
 __all__ = ['MEASURES', 'found_share', 'build_eval_set', 'per_query_metrics', 'with_all_positives',
-           'eval_set_from_candidate_lists', 'rerank_scores', 'fuse_scores', 'choose_fusion_weight', 'compare_rerankers']
+           'eval_set_from_candidate_lists', 'rerank_scores', 'fuse_scores', 'choose_fusion_weight', 'compare_rerankers',
+           'RerankingEvaluator', 'bootstrap_ci', 'paired_comparison', 'verdict_line', 'count_parameters',
+           'timed_rerank_scores', 'evaluate_rerankers', 'plot_ndcg_vs_size', 'plot_wins_losses', 'save_comparison']
 
 # %% ../nbs/05_evaluation.ipynb #cae35737
 def found_share(eval_set: list[dict], # samples with `positive` and `documents`
@@ -216,3 +220,180 @@ def compare_rerankers(eval_set: list[dict], # samples from `build_eval_set`
     table = pd.DataFrame(rows).T
     table.insert(0, "queries", len(eval_set)); table[f"found@{len(eval_set[0]['documents'])}"] = found
     return table
+
+# %% ../nbs/05_evaluation.ipynb #f92e396a
+class RerankingEvaluator(BaseEvaluator):
+    "Mean NDCG@10, MRR@10 and MAP of a cross-encoder on an eval set, as a sentence-transformers evaluator."
+    def __init__(self, eval_set: list[dict], # samples from `build_eval_set` or `eval_set_from_candidate_lists`
+                 name: str="", # prefix of the metric names (e.g. "dev" gives "dev_ndcg@10")
+                 batch_size: int=64, # pairs per forward pass
+                 show_progress_bar: bool=False):
+        super().__init__()
+        _qrels(eval_set) # bad samples fail here, not in the middle of training
+        self.eval_set, self.name, self.batch_size = _warn_if_nothing_found(eval_set), name, batch_size
+        self.show_progress_bar, self.primary_metric, self.greater_is_better = show_progress_bar, "ndcg@10", True
+
+    def __call__(self, model: CrossEncoder, output_path: str|None=None, epoch: int=-1, steps: int=-1) -> dict:
+        scores = rerank_scores(model, self.eval_set, self.batch_size, self.show_progress_bar)
+        metrics = self.prefix_name_to_metrics(per_query_metrics(self.eval_set, scores).mean().to_dict(), self.name)
+        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+        return metrics
+
+# %% ../nbs/05_evaluation.ipynb #64b7e378
+def bootstrap_ci(values, # one number per query
+                 confidence: float=0.95, # coverage of the interval
+                 n_resamples: int=2000, # bootstrap resamples
+                 seed: int=12, # same seed, same interval
+                ) -> tuple[float, float]: # (low, high)
+    "Percentile bootstrap confidence interval of the mean over queries."
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2 or np.isnan(values).any(): raise ValueError(f"A confidence interval needs at least 2 values and no NaN, got {len(values)} value(s).")
+    if np.ptp(values) == 0: return float(values[0]), float(values[0])
+    ci = scipy.stats.bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+                               method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+    return float(ci.low), float(ci.high)
+
+# %% ../nbs/05_evaluation.ipynb #85912dab
+def paired_comparison(ours, # per-query metric of the system judged
+                      theirs, # the same metric of the system it is compared with, same queries in the same order
+                      confidence: float=0.95, # coverage of the interval
+                      n_resamples: int=2000, # bootstrap resamples and permutations
+                      seed: int=12,
+                     ) -> dict: # difference, low, high, p_value, wins, losses, verdict
+    "Paired comparison over queries: mean difference, bootstrap CI, permutation-test p-value and a verdict."
+    ours, theirs = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
+    if ours.shape != theirs.shape: raise ValueError(f"Paired comparison needs the same queries: {len(ours)} vs {len(theirs)} values.")
+    diff = ours - theirs
+    low, high = bootstrap_ci(diff, confidence, n_resamples, seed)
+    p = 1.0 if not diff.any() else float(scipy.stats.permutation_test((diff,), np.mean, permutation_type="samples",
+                                         n_resamples=n_resamples, rng=np.random.default_rng(seed)).pvalue)
+    verdict = "win" if low > 0 else "regression" if high < 0 else "within noise"
+    return {"difference": float(diff.mean()), "low": low, "high": high, "p_value": p,
+            "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum()), "verdict": verdict}
+
+# %% ../nbs/05_evaluation.ipynb #4c1469c8
+def verdict_line(name: str, # the system judged
+                 other: str, # the one it is compared with
+                 result: dict, # from `paired_comparison`
+                 metric: str="NDCG@10") -> str:
+    "One line: the difference, its interval, the p-value and the verdict."
+    return (f"{name} vs {other}: {metric} {result['difference']:+.3f} (95% CI {result['low']:+.3f} to {result['high']:+.3f}, "
+            f"p={result['p_value']:.3f}; better on {result['wins']}, worse on {result['losses']} queries): {result['verdict']}")
+
+# %% ../nbs/05_evaluation.ipynb #8391fad0
+def count_parameters(model: torch.nn.Module) -> int:
+    "Number of parameters of a model (a `CrossEncoder` or `SentenceTransformer` is a torch module)."
+    return int(sum(p.numel() for p in model.parameters()))
+
+def _as_cross_encoder(model, # a CrossEncoder, a local folder or a Hub id
+                      device: str|None=None) -> CrossEncoder:
+    "A loaded CrossEncoder (float32), resolving names offline-aware with `resolve_model`."
+    if isinstance(model, CrossEncoder): return model
+    return CrossEncoder(resolve_model(model), device=device or detect_device(), model_kwargs={"dtype": torch.float32})
+
+# %% ../nbs/05_evaluation.ipynb #93adc8e1
+def timed_rerank_scores(model: CrossEncoder, # the reranker
+                        eval_set: list[dict], # samples
+                        batch_size: int=64, # pairs per forward pass (a query's top-k fits in one when <= batch_size)
+                       ) -> tuple[list[np.ndarray], dict]: # scores per sample, {"ms/query", "pairs/s"}
+    "Scores of every document, one call per query, with the measured latency on this device."
+    if eval_set: rerank_scores(model, eval_set[:1], batch_size, False) # warm-up
+    scores, took = [], []
+    for s in eval_set:
+        start = time.perf_counter()
+        scores += rerank_scores(model, [s], batch_size, False)
+        took.append(time.perf_counter() - start)
+    pairs = sum(len(s["documents"]) for s in eval_set)
+    return scores, {"ms/query": 1000*float(np.median(took)) if took else float("nan"), "pairs/s": pairs/sum(took) if took else float("nan")}
+
+# %% ../nbs/05_evaluation.ipynb #94a43ec7
+def _all_positive_scores(model, eval_set, full, scores, batch_size) -> list[np.ndarray]:
+    "Scores in the all-positives setting: the realistic scores plus those of the appended positives only."
+    extra = [{"query": s["query"], "documents": f["documents"][len(s["documents"]):]} for s, f in zip(eval_set, full)]
+    return [np.r_[x, e] for x, e in zip(scores, rerank_scores(model, extra, batch_size, False))]
+
+def _system_row(realistic: pd.DataFrame, all_positives: pd.DataFrame, parameters, speed: dict, seed: int) -> dict:
+    "One row of the comparison table from per-query metrics."
+    low, high = bootstrap_ci(realistic["ndcg@10"], seed=seed) if len(realistic) > 1 else (float("nan"),)*2
+    return {"parameters": parameters, "ndcg@10": realistic["ndcg@10"].mean(), "ndcg@10 low": low, "ndcg@10 high": high,
+            "ndcg@10 all-positives": all_positives["ndcg@10"].mean(), "mrr@10": realistic["mrr@10"].mean(),
+            "map": realistic["map"].mean(), **speed}
+
+# %% ../nbs/05_evaluation.ipynb #c71db025
+def evaluate_rerankers(eval_set: list[dict], # realistic samples (retriever order)
+                       rerankers: dict, # name -> CrossEncoder, local folder or Hub id
+                       fine_tuned: str|None=None, # the row judged; None: the last reranker
+                       retriever_parameters: int|None=None, # size of the retriever, for the table
+                       batch_size: int=64, # pairs per forward pass
+                       seed: int=12, # bootstrap and permutation seed
+                      ) -> dict: # table, per_query (NDCG@10 per system), judged, comparisons, verdicts (lines)
+    "The comparison table (size, NDCG@10 with CI, all-positives NDCG@10, MRR@10, MAP, latency) and the verdicts."
+    if not rerankers: raise ValueError("Give at least one reranker: {name: model, folder or Hub id}.")
+    judged = fine_tuned or list(rerankers)[-1]
+    if judged not in rerankers: raise KeyError(f"fine_tuned={judged!r} is not one of the rerankers {list(rerankers)}.")
+    full, table, per_query = with_all_positives(eval_set), {}, {}
+    per_query["retriever"] = per_query_metrics(eval_set)
+    table["retriever"] = _system_row(per_query["retriever"], per_query_metrics(full), retriever_parameters, {"ms/query": 0.0, "pairs/s": float("nan")}, seed)
+    for name, model in rerankers.items():
+        model = _as_cross_encoder(model)
+        scores, speed = timed_rerank_scores(model, eval_set, batch_size)
+        per_query[name] = per_query_metrics(eval_set, scores)
+        table[name] = _system_row(per_query[name], per_query_metrics(full, _all_positive_scores(model, eval_set, full, scores, batch_size)),
+                                  count_parameters(model), speed, seed)
+    table = pd.DataFrame(table).T.astype(float)
+    table["parameters"] = table["parameters"].round().astype("Int64")
+    table.insert(0, "queries", len(eval_set)); table[f"found@{max(len(s['documents']) for s in eval_set)}"] = found_share(eval_set)
+    ndcg = pd.DataFrame({k: v["ndcg@10"] for k, v in per_query.items()})
+    return {"table": table, "per_query": ndcg, **_judge(ndcg, table, judged, seed)}
+
+# %% ../nbs/05_evaluation.ipynb #0450399a
+def _judge(ndcg: pd.DataFrame, table: pd.DataFrame, judged: str, seed: int) -> dict:
+    "Paired comparisons of `judged` with the retriever and the best other reranker, and their verdict lines."
+    others = [c for c in ndcg.columns if c not in ("retriever", judged)]
+    against = ["retriever"] + ([table.loc[others, "ndcg@10"].astype(float).idxmax()] if others else [])
+    comparisons = {o: paired_comparison(ndcg[judged], ndcg[o], seed=seed) for o in against}
+    return {"judged": judged, "comparisons": comparisons, "verdicts": [verdict_line(judged, o, r) for o, r in comparisons.items()]}
+
+# %% ../nbs/05_evaluation.ipynb #33813f7d
+def plot_ndcg_vs_size(table: pd.DataFrame, # from `evaluate_rerankers`
+                     ) -> Figure:
+    "NDCG@10 (with its 95% CI) against parameter count; the retriever as a dashed line when its size is unknown."
+    fig = Figure(figsize=(6, 3.8)); ax = fig.subplots()
+    sized = table[pd.to_numeric(table["parameters"], errors="coerce").notna()]
+    y = sized["ndcg@10"].astype(float)
+    ax.errorbar(sized["parameters"].astype(float), y, yerr=[y - sized["ndcg@10 low"].astype(float), sized["ndcg@10 high"].astype(float) - y], fmt="o", capsize=3)
+    for name, row in sized.iterrows(): ax.annotate(name, (float(row["parameters"]), float(row["ndcg@10"])), xytext=(4, 4), textcoords="offset points", fontsize=8)
+    if "retriever" not in sized.index: ax.axhline(float(table.loc["retriever", "ndcg@10"]), ls="--", c="grey", label="retriever"); ax.legend(loc="lower right")
+    sizes = sized["parameters"].astype(float)
+    if len(sizes) and sizes.max() > 10*sizes.min(): ax.set_xscale("log")
+    elif len(sizes): ax.set_xlim(0.7*sizes.min(), 1.3*sizes.max()) # similar sizes: a linear axis reads better
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v/1e6:.1f}M")); ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    ax.set_xlabel("parameters"); ax.set_ylabel("NDCG@10 (realistic)"); fig.tight_layout()
+    return fig
+
+# %% ../nbs/05_evaluation.ipynb #8631a256
+def plot_wins_losses(per_query: pd.DataFrame, # NDCG@10 per query and system, from `evaluate_rerankers`
+                     system: str, # the system judged
+                     baseline: str="retriever", # the system it is compared with
+                    ) -> Figure:
+    "Per-query NDCG@10 difference of `system` over `baseline`, sorted: green above 0 (wins), red below (losses)."
+    diff = np.sort((per_query[system] - per_query[baseline]).to_numpy())[::-1]
+    fig = Figure(figsize=(6, 3.2)); ax = fig.subplots()
+    ax.bar(np.arange(len(diff)), diff, width=1.0, color=np.where(diff > 0, "tab:green", np.where(diff < 0, "tab:red", "grey")))
+    ax.axhline(0, c="black", lw=0.8); ax.set_xlabel("queries, sorted"); ax.set_ylabel(f"NDCG@10 difference")
+    ax.set_title(f"{system} vs {baseline}: {(diff > 0).sum()} wins, {(diff == 0).sum()} ties, {(diff < 0).sum()} losses", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/05_evaluation.ipynb #e909414f
+def save_comparison(result: dict, # from `evaluate_rerankers`
+                    folder: str|Path, # a run folder
+                   ) -> list[Path]: # the files written
+    "Write comparison.csv / .md (table and verdicts) and plots/ndcg_vs_size.png, plots/wins_losses.png."
+    folder = Path(folder); (folder/"plots").mkdir(parents=True, exist_ok=True)
+    table, judged = result["table"], result["judged"]
+    table.to_csv(folder/"comparison.csv")
+    (folder/"comparison.md").write_text(table.round(4).to_markdown() + "\n\n" + "\n".join(f"- {v}" for v in result["verdicts"]) + "\n")
+    plot_ndcg_vs_size(table).savefig(folder/"plots"/"ndcg_vs_size.png", dpi=120)
+    plot_wins_losses(result["per_query"], judged).savefig(folder/"plots"/"wins_losses.png", dpi=120)
+    return [folder/"comparison.csv", folder/"comparison.md", folder/"plots"/"ndcg_vs_size.png", folder/"plots"/"wins_losses.png"]

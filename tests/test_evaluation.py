@@ -102,3 +102,71 @@ def test_trecqa_test_split(shared_data):
     assert per_query_metrics(s).mean()["map"] == pytest.approx(1.0)
     runs = [per_query_metrics(eval_set_from_candidate_lists(shared_data/"trecqa"/"test.jsonl", seed=k)).mean()["map"] for k in range(50)]
     assert np.mean(runs) == pytest.approx(0.386, abs=0.02) # the README's random anchor
+
+def _tiny_eval_set(n=6):
+    from reranker_tune.data import sample_pairs
+    pairs = sample_pairs().select(range(40))
+    answers = list(pairs["answer"])
+    return [{"query": q, "positive": [a], "documents": [a] + answers[i+1:i+5], "retriever_scores": [0.9, 0.8, 0.7, 0.6, 0.5]}
+            for i, (q, a) in enumerate(zip(pairs["query"][:n], answers[:n]))]
+
+def test_evaluator_in_the_trainer(tiny_bert, tmp_path):
+    import datasets
+    from sentence_transformers import CrossEncoder
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    from reranker_tune.evaluation import RerankingEvaluator, rerank_scores
+    model = CrossEncoder(tiny_bert, device="cpu")
+    eval_set = _tiny_eval_set()
+    evaluator = RerankingEvaluator(eval_set, name="dev")
+    train = datasets.Dataset.from_dict({"query": [s["query"] for s in eval_set]*2,
+                                        "document": [s["documents"][0] for s in eval_set] + [s["documents"][1] for s in eval_set],
+                                        "label": [1.0]*len(eval_set) + [0.0]*len(eval_set)})
+    args = CrossEncoderTrainingArguments(str(tmp_path), max_steps=2, per_device_train_batch_size=4, eval_strategy="steps",
+                                         eval_steps=1, save_strategy="no", report_to="none", use_cpu=True,
+                                         metric_for_best_model="eval_dev_ndcg@10", logging_steps=1)
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train, loss=BinaryCrossEntropyLoss(model), evaluator=evaluator)
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "eval_dev_ndcg@10" in h]
+    assert len(logged) == 2 and {"eval_dev_mrr@10", "eval_dev_map"} <= set(logged[-1])
+    assert evaluator.primary_metric == "dev_ndcg@10"
+    # the same numbers as the full evaluation's code path
+    final = per_query_metrics(eval_set, rerank_scores(model, eval_set, show_progress_bar=False)).mean()
+    assert evaluator(model)["dev_ndcg@10"] == pytest.approx(final["ndcg@10"])
+
+def test_uncertainty_is_seeded_and_sensible():
+    from reranker_tune.evaluation import bootstrap_ci, paired_comparison
+    rng = np.random.default_rng(3)
+    x = rng.uniform(size=50)
+    low, high = bootstrap_ci(x)
+    assert low < x.mean() < high and bootstrap_ci(x) == (low, high)
+    # a much wider interval at 99.9% than at 50%
+    assert np.subtract(*bootstrap_ci(x, 0.999)[::-1]) > np.subtract(*bootstrap_ci(x, 0.5)[::-1])
+    assert paired_comparison(x + 0.05, x)["verdict"] == "win"
+    assert paired_comparison(x, x + 0.05)["verdict"] == "regression"
+    r = paired_comparison(x + rng.normal(0, 0.2, 50), x)
+    assert r["verdict"] == "within noise" and r["p_value"] > 0.05
+
+def test_evaluate_rerankers_table_and_files(tiny_bert, tmp_path):
+    from sentence_transformers import CrossEncoder
+    from reranker_tune.evaluation import evaluate_rerankers, save_comparison, compare_rerankers
+    eval_set = _tiny_eval_set()
+    eval_set[0] = {**eval_set[0], "documents": eval_set[0]["documents"][1:], "retriever_scores": [0.8, 0.7, 0.6, 0.5]} # one miss
+    model = CrossEncoder(tiny_bert, device="cpu")
+    result = evaluate_rerankers(eval_set, {"tiny (path)": tiny_bert, "fine-tuned": model}, fine_tuned="fine-tuned")
+    t = result["table"]
+    assert list(t.index) == ["retriever", "tiny (path)", "fine-tuned"]
+    assert {"parameters", "ndcg@10", "ndcg@10 low", "ndcg@10 high", "ndcg@10 all-positives", "mrr@10", "map", "ms/query", "pairs/s"} <= set(t.columns)
+    assert t.loc["fine-tuned", "parameters"] == sum(p.numel() for p in model.parameters())
+    assert t.loc["fine-tuned", "pairs/s"] > 0
+    assert set(result["comparisons"]) == {"retriever", "tiny (path)"}
+    # same model loaded twice: identical metrics, and the quick table agrees with the rich one
+    assert t.loc["tiny (path)", "ndcg@10"] == pytest.approx(t.loc["fine-tuned", "ndcg@10"], abs=1e-6)
+    quick = compare_rerankers(eval_set, {"fine-tuned": model})
+    assert quick.loc["fine-tuned", "ndcg@10"] == pytest.approx(t.loc["fine-tuned", "ndcg@10"], abs=1e-6)
+    # the all-positives setting can only help when a positive was missed
+    assert t.loc["retriever", "ndcg@10 all-positives"] >= t.loc["retriever", "ndcg@10"]
+    files = save_comparison(result, tmp_path)
+    assert all(f.stat().st_size > 0 for f in files)
+    assert "fine-tuned vs retriever" in (tmp_path/"comparison.md").read_text()
+    with pytest.raises(KeyError, match="not one of the rerankers"): evaluate_rerankers(eval_set, {"a": model}, fine_tuned="b")
