@@ -211,7 +211,7 @@ def compare_rerankers(eval_set: list[dict], # samples from `build_eval_set`
                       fusion: dict[str, float]|None=None, # name -> reranker weight, for fused rows
                      ) -> pd.DataFrame: # one row per system
     "Mean NDCG@10, MRR@10 and MAP of the retriever and of each reranker (and fusion) on the same candidates."
-    found = np.mean([any(d in s["positive"] for d in s["documents"]) for s in eval_set])
+    found = found_share(eval_set)
     rows = {"retriever": per_query_metrics(eval_set).mean()}
     for name, model in rerankers.items():
         scores = rerank_scores(model, eval_set, batch_size)
