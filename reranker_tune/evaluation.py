@@ -4,17 +4,39 @@
 
 # %% ../nbs/05_evaluation.ipynb #383a99d6
 from __future__ import annotations
-import numpy as np, pandas as pd, datasets
+import time, warnings
+from pathlib import Path
+import numpy as np, pandas as pd, datasets, scipy.stats, torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 import ir_measures
 from ir_measures import nDCG, RR, AP
 from sentence_transformers import SentenceTransformer, CrossEncoder
 from sentence_transformers.util import semantic_search
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+from .core import resolve_model, detect_device
+from .data import DataError, load_source
 
 # %% auto #0
-__all__ = ['MEASURES', 'build_eval_set', 'per_query_metrics', 'rerank_scores', 'fuse_scores', 'choose_fusion_weight',
-           'compare_rerankers']
+__all__ = ['MEASURES', 'found_share', 'build_eval_set', 'per_query_metrics', 'with_all_positives',
+           'eval_set_from_candidate_lists', 'rerank_scores', 'fuse_scores', 'choose_fusion_weight', 'compare_rerankers',
+           'RerankingEvaluator', 'bootstrap_ci', 'paired_comparison', 'verdict_line', 'count_parameters',
+           'timed_rerank_scores', 'evaluate_rerankers', 'plot_ndcg_vs_size', 'plot_wins_losses', 'save_comparison']
 
 # %% ../nbs/05_evaluation.ipynb #cae35737
+def found_share(eval_set: list[dict], # samples with `positive` and `documents`
+               ) -> float: # share of samples with at least one positive among their documents
+    "The share of queries whose retrieved documents hold a positive: the ceiling for any reranker."
+    return float(np.mean([any(d in set(s["positive"]) for d in s["documents"]) for s in eval_set])) if eval_set else 0.0
+
+def _warn_if_nothing_found(eval_set: list[dict]) -> list[dict]:
+    "Warn (with the count) when no query's documents hold a positive: every metric would then be 0."
+    if eval_set and found_share(eval_set) == 0:
+        warnings.warn(f"No positive among the documents of any of the {len(eval_set)} queries: every ranking scores 0. "
+                      "Is the corpus the one the answers come from, and is top_k large enough?")
+    return eval_set
+
+# %% ../nbs/05_evaluation.ipynb #0cc245ea
 def build_eval_set(pairs: datasets.Dataset, # held-out `query`, `answer` rows
                    corpus: list[str], # every document the retriever searches
                    embedder: SentenceTransformer, # the first-stage retriever
@@ -28,23 +50,125 @@ def build_eval_set(pairs: datasets.Dataset, # held-out `query`, `answer` rows
     queries = list(positives)
     encode = dict(batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True)
     hits = semantic_search(embedder.encode(queries, **encode), embedder.encode(corpus, show_progress_bar=True, **encode), top_k=top_k)
-    return [{"query": q, "positive": positives[q], "documents": [corpus[h["corpus_id"]] for h in hs],
-             "retriever_scores": [float(h["score"]) for h in hs]} for q, hs in zip(queries, hits)]
+    samples = [{"query": q, "positive": positives[q], "documents": [corpus[h["corpus_id"]] for h in hs],
+                "retriever_scores": [float(h["score"]) for h in hs]} for q, hs in zip(queries, hits)]
+    return _warn_if_nothing_found(samples)
 
 # %% ../nbs/05_evaluation.ipynb #b4d05a7f
+def _judgements(sample: dict, # one eval-set sample
+                index=0, # its position, for messages
+               ) -> tuple[np.ndarray, int, np.ndarray, list]: # relevance, missed positives, gains, missed gains
+    "Binary relevance and integer gain of each document, and what the retriever missed."
+    if len(sample["positive"]) == 0: raise ValueError(f"Sample {index} ('{sample['query'][:40]}') has no positive: no metric is defined for it.")
+    positives = set(sample["positive"])
+    relevant = np.array([d in positives for d in sample["documents"]], dtype=int)
+    missed = len(positives - set(sample["documents"]))
+    if "gains" not in sample: return relevant, missed, relevant, [1]*missed
+    gains = np.asarray(sample["gains"])
+    if len(gains) != len(sample["documents"]): raise ValueError(f"Sample {index}: {len(gains)} gains for {len(sample['documents'])} documents.")
+    if not np.all(gains == np.round(gains)) or gains.min(initial=0) < 0: raise ValueError(f"Sample {index}: gains must be non-negative integers, got {list(gains)}.")
+    return relevant, missed, gains.astype(int), [int(g) for g in sample.get("missing_gains", [])]
+
+# %% ../nbs/05_evaluation.ipynb #2889e0ae
+def _ranks_to_run(scores, # one query's scores, one per document
+                  index=0, # the sample's position, for messages
+                 ) -> dict: # trec-style run: document id -> strictly decreasing score
+    "Document ids `d0..` with scores that encode a stable descending sort (ties: earlier document first)."
+    scores = np.asarray(scores, dtype=float)
+    if np.isnan(scores).any(): raise ValueError(f"Sample {index}: {int(np.isnan(scores).sum())} NaN score(s).")
+    order = np.argsort(-scores, kind="stable")
+    return {f"d{j}": float(len(scores) - r) for r, j in enumerate(order)}
+
+# %% ../nbs/05_evaluation.ipynb #e0c74751
 MEASURES = {"ndcg@10": nDCG@10, "mrr@10": RR@10, "map": AP}
 
-def per_query_metrics(eval_set: list[dict], # samples from `build_eval_set`
-                      scores: list|None=None, # one score per document per sample; None: retriever order
+def _qrels(eval_set: list[dict]) -> tuple[dict, dict]:
+    "Binary and graded judgements of every sample, with ids `d<j>` by position and `m<j>` for missed ones."
+    binary, graded = {}, {}
+    for i, s in enumerate(eval_set):
+        relevant, missed, gains, missed_gains = _judgements(s, i)
+        binary[str(i)] = {**{f"d{j}": int(r) for j, r in enumerate(relevant)}, **{f"m{j}": 1 for j in range(missed)}}
+        graded[str(i)] = {**{f"d{j}": int(g) for j, g in enumerate(gains)}, **{f"m{j}": g for j, g in enumerate(missed_gains)}}
+    return binary, graded
+
+def per_query_metrics(eval_set: list[dict], # samples from `build_eval_set` or `eval_set_from_candidate_lists`
+                      scores: list|None=None, # one score per document per sample; None: the documents' order
                      ) -> pd.DataFrame: # one row per query, one column per measure
-    "NDCG@10, MRR@10 and MAP of each query's ranking."
-    qrels = {str(i): {d: 1 for d in s["positive"]} for i, s in enumerate(eval_set)}
-    run = {str(i): dict(zip(s["documents"], np.arange(len(s["documents"]), 0, -1.0) if scores is None else map(float, scores[i])))
-           for i, s in enumerate(eval_set)}
-    table = pd.DataFrame(0.0, index=list(qrels), columns=list(MEASURES))
+    "NDCG@10 (graded when samples have `gains`), MRR@10 and MAP of each query's ranking."
+    if scores is not None and len(scores) != len(eval_set): raise ValueError(f"{len(scores)} score lists for {len(eval_set)} samples.")
+    binary, graded = _qrels(eval_set)
+    run = {}
+    for i, s in enumerate(eval_set):
+        x = np.arange(len(s["documents"]), 0, -1.0) if scores is None else scores[i]
+        if len(x) != len(s["documents"]): raise ValueError(f"Sample {i}: {len(x)} scores for {len(s['documents'])} documents.")
+        run[str(i)] = _ranks_to_run(x, i)
+    table = pd.DataFrame(0.0, index=list(binary), columns=list(MEASURES))
     names = {str(m): k for k, m in MEASURES.items()}
-    for m in ir_measures.iter_calc(list(MEASURES.values()), qrels, run): table.loc[m.query_id, names[str(m.measure)]] = m.value
+    for qrels, measures in ((graded, [nDCG@10]), (binary, [RR@10, AP])):
+        for m in ir_measures.iter_calc(measures, qrels, run): table.loc[m.query_id, names[str(m.measure)]] = m.value
     return table
+
+# %% ../nbs/05_evaluation.ipynb #169945ee
+def with_all_positives(eval_set: list[dict], # realistic samples from `build_eval_set`
+                      ) -> list[dict]: # the same samples, each missed positive appended to `documents`
+    "The all-positives setting: every positive is among the candidates, after the retrieved ones."
+    out = []
+    for i, s in enumerate(eval_set):
+        missed = [p for p in dict.fromkeys(s["positive"]) if p not in set(s["documents"])]
+        if missed and "gains" in s: raise ValueError(f"Sample {i}: graded samples with missed positives cannot be completed (which gain goes with which text?).")
+        t = {**s, "documents": list(s["documents"]) + missed}
+        if "retriever_scores" in s:
+            low = min(s["retriever_scores"], default=0.0) - 1.0
+            t["retriever_scores"] = list(s["retriever_scores"]) + [low - k for k in range(len(missed))]
+        out.append(t)
+    return out
+
+# %% ../nbs/05_evaluation.ipynb #615c2eac
+def _grades_of(df: pd.DataFrame, grade_range, source) -> list|None:
+    "Per row, the grades of positives then negatives, checked against `grade_range`; None without grades."
+    if "positive_grades" not in df.columns: return None
+    if grade_range is None: raise DataError(f"{source}: has grades; declare their range, e.g. grade_range=(1, 4).")
+    low, high = grade_range
+    rows = [list(p) + list(n if n is not None else []) for p, n in zip(df["positive_grades"], df.get("negative_grades", [None]*len(df)))]
+    bad = [i for i, g in enumerate(rows) if any(x is None or x != int(x) or not low <= x <= high for x in g)]
+    if bad: raise DataError(f"{source}: rows {bad[:5]}{' ...' if len(bad) > 5 else ''} ({len(bad)} in all) have grades outside "
+                            f"the declared range {low}..{high} or not whole numbers (e.g. {rows[bad[0]]}).")
+    return [[int(x) - low for x in g] for g in rows]
+
+# %% ../nbs/05_evaluation.ipynb #51a691f2
+def eval_set_from_candidate_lists(source, # a candidate-lists source: path, DataFrame, Dataset, dict of lists ...
+                                  column_mapping: dict|None=None, # {your column: canonical column}
+                                  grade_range: tuple|None=None, # (lowest, highest) grade; gain = grade - lowest
+                                  order: str="random", # base order: "random" (seeded) or "given" (positives first)
+                                  embedder: SentenceTransformer|None=None, # if given, the base order is its ranking
+                                  seed: int=12, # the random order's seed
+                                 ) -> list[dict]: # {query, positive, documents, gains?, retriever_scores?} per query
+    "Evaluation samples from labelled candidate lists, as given: no retrieval, every candidate is reranked."
+    ds = load_source(source, column_mapping, extra_columns="drop")
+    df, name = ds.to_pandas(), str(source) if isinstance(source, (str, Path)) else type(source).__name__
+    if "positive" not in df.columns: raise DataError(f"{name}: not candidate lists (columns {list(df.columns)}).")
+    gains, rng, samples = _grades_of(df, grade_range, name), np.random.default_rng(seed), []
+    for i, (q, pos, neg) in enumerate(zip(df["query"], df["positive"], df["negative"])):
+        docs = list(pos) + list(neg)
+        perm = rng.permutation(len(docs)) if order == "random" else np.arange(len(docs))
+        s = {"query": q, "positive": list(pos), "documents": [docs[j] for j in perm]}
+        if gains is not None: s["gains"] = [gains[i][j] for j in perm]
+        samples.append(s)
+    return samples if embedder is None else _retriever_order(samples, embedder)
+
+# %% ../nbs/05_evaluation.ipynb #07941a4f
+def _retriever_order(samples: list[dict], embedder: SentenceTransformer, batch_size: int=64) -> list[dict]:
+    "Sort each sample's documents (and gains) by the embedder's cosine similarity to the query."
+    encode = dict(batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+    queries = embedder.encode([s["query"] for s in samples], **encode)
+    out = []
+    for s, qv in zip(samples, queries):
+        sims = embedder.encode(s["documents"], **encode) @ qv
+        perm = np.argsort(-sims, kind="stable")
+        t = {**s, "documents": [s["documents"][j] for j in perm], "retriever_scores": [float(sims[j]) for j in perm]}
+        if "gains" in s: t["gains"] = [s["gains"][j] for j in perm]
+        out.append(t)
+    return out
 
 # %% ../nbs/05_evaluation.ipynb #32f66ac6
 def rerank_scores(model: CrossEncoder, # the reranker
@@ -87,7 +211,7 @@ def compare_rerankers(eval_set: list[dict], # samples from `build_eval_set`
                       fusion: dict[str, float]|None=None, # name -> reranker weight, for fused rows
                      ) -> pd.DataFrame: # one row per system
     "Mean NDCG@10, MRR@10 and MAP of the retriever and of each reranker (and fusion) on the same candidates."
-    found = np.mean([any(d in s["positive"] for d in s["documents"]) for s in eval_set])
+    found = found_share(eval_set)
     rows = {"retriever": per_query_metrics(eval_set).mean()}
     for name, model in rerankers.items():
         scores = rerank_scores(model, eval_set, batch_size)
@@ -96,3 +220,180 @@ def compare_rerankers(eval_set: list[dict], # samples from `build_eval_set`
     table = pd.DataFrame(rows).T
     table.insert(0, "queries", len(eval_set)); table[f"found@{len(eval_set[0]['documents'])}"] = found
     return table
+
+# %% ../nbs/05_evaluation.ipynb #f92e396a
+class RerankingEvaluator(BaseEvaluator):
+    "Mean NDCG@10, MRR@10 and MAP of a cross-encoder on an eval set, as a sentence-transformers evaluator."
+    def __init__(self, eval_set: list[dict], # samples from `build_eval_set` or `eval_set_from_candidate_lists`
+                 name: str="", # prefix of the metric names (e.g. "dev" gives "dev_ndcg@10")
+                 batch_size: int=64, # pairs per forward pass
+                 show_progress_bar: bool=False):
+        super().__init__()
+        _qrels(eval_set) # bad samples fail here, not in the middle of training
+        self.eval_set, self.name, self.batch_size = _warn_if_nothing_found(eval_set), name, batch_size
+        self.show_progress_bar, self.primary_metric, self.greater_is_better = show_progress_bar, "ndcg@10", True
+
+    def __call__(self, model: CrossEncoder, output_path: str|None=None, epoch: int=-1, steps: int=-1) -> dict:
+        scores = rerank_scores(model, self.eval_set, self.batch_size, self.show_progress_bar)
+        metrics = self.prefix_name_to_metrics(per_query_metrics(self.eval_set, scores).mean().to_dict(), self.name)
+        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+        return metrics
+
+# %% ../nbs/05_evaluation.ipynb #64b7e378
+def bootstrap_ci(values, # one number per query
+                 confidence: float=0.95, # coverage of the interval
+                 n_resamples: int=2000, # bootstrap resamples
+                 seed: int=12, # same seed, same interval
+                ) -> tuple[float, float]: # (low, high)
+    "Percentile bootstrap confidence interval of the mean over queries."
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2 or np.isnan(values).any(): raise ValueError(f"A confidence interval needs at least 2 values and no NaN, got {len(values)} value(s).")
+    if np.ptp(values) == 0: return float(values[0]), float(values[0])
+    ci = scipy.stats.bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+                               method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+    return float(ci.low), float(ci.high)
+
+# %% ../nbs/05_evaluation.ipynb #85912dab
+def paired_comparison(ours, # per-query metric of the system judged
+                      theirs, # the same metric of the system it is compared with, same queries in the same order
+                      confidence: float=0.95, # coverage of the interval
+                      n_resamples: int=2000, # bootstrap resamples and permutations
+                      seed: int=12,
+                     ) -> dict: # difference, low, high, p_value, wins, losses, verdict
+    "Paired comparison over queries: mean difference, bootstrap CI, permutation-test p-value and a verdict."
+    ours, theirs = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
+    if ours.shape != theirs.shape: raise ValueError(f"Paired comparison needs the same queries: {len(ours)} vs {len(theirs)} values.")
+    diff = ours - theirs
+    low, high = bootstrap_ci(diff, confidence, n_resamples, seed)
+    p = 1.0 if not diff.any() else float(scipy.stats.permutation_test((diff,), np.mean, permutation_type="samples",
+                                         n_resamples=n_resamples, rng=np.random.default_rng(seed)).pvalue)
+    verdict = "win" if low > 0 else "regression" if high < 0 else "within noise"
+    return {"difference": float(diff.mean()), "low": low, "high": high, "p_value": p,
+            "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum()), "verdict": verdict}
+
+# %% ../nbs/05_evaluation.ipynb #4c1469c8
+def verdict_line(name: str, # the system judged
+                 other: str, # the one it is compared with
+                 result: dict, # from `paired_comparison`
+                 metric: str="NDCG@10") -> str:
+    "One line: the difference, its interval, the p-value and the verdict."
+    return (f"{name} vs {other}: {metric} {result['difference']:+.3f} (95% CI {result['low']:+.3f} to {result['high']:+.3f}, "
+            f"p={result['p_value']:.3f}; better on {result['wins']}, worse on {result['losses']} queries): {result['verdict']}")
+
+# %% ../nbs/05_evaluation.ipynb #8391fad0
+def count_parameters(model: torch.nn.Module) -> int:
+    "Number of parameters of a model (a `CrossEncoder` or `SentenceTransformer` is a torch module)."
+    return int(sum(p.numel() for p in model.parameters()))
+
+def _as_cross_encoder(model, # a CrossEncoder, a local folder or a Hub id
+                      device: str|None=None) -> CrossEncoder:
+    "A loaded CrossEncoder (float32), resolving names offline-aware with `resolve_model`."
+    if isinstance(model, CrossEncoder): return model
+    return CrossEncoder(resolve_model(model), device=device or detect_device(), model_kwargs={"dtype": torch.float32})
+
+# %% ../nbs/05_evaluation.ipynb #93adc8e1
+def timed_rerank_scores(model: CrossEncoder, # the reranker
+                        eval_set: list[dict], # samples
+                        batch_size: int=64, # pairs per forward pass (a query's top-k fits in one when <= batch_size)
+                       ) -> tuple[list[np.ndarray], dict]: # scores per sample, {"ms/query", "pairs/s"}
+    "Scores of every document, one call per query, with the measured latency on this device."
+    if eval_set: rerank_scores(model, eval_set[:1], batch_size, False) # warm-up
+    scores, took = [], []
+    for s in eval_set:
+        start = time.perf_counter()
+        scores += rerank_scores(model, [s], batch_size, False)
+        took.append(time.perf_counter() - start)
+    pairs = sum(len(s["documents"]) for s in eval_set)
+    return scores, {"ms/query": 1000*float(np.median(took)) if took else float("nan"), "pairs/s": pairs/sum(took) if took else float("nan")}
+
+# %% ../nbs/05_evaluation.ipynb #94a43ec7
+def _all_positive_scores(model, eval_set, full, scores, batch_size) -> list[np.ndarray]:
+    "Scores in the all-positives setting: the realistic scores plus those of the appended positives only."
+    extra = [{"query": s["query"], "documents": f["documents"][len(s["documents"]):]} for s, f in zip(eval_set, full)]
+    return [np.r_[x, e] for x, e in zip(scores, rerank_scores(model, extra, batch_size, False))]
+
+def _system_row(realistic: pd.DataFrame, all_positives: pd.DataFrame, parameters, speed: dict, seed: int) -> dict:
+    "One row of the comparison table from per-query metrics."
+    low, high = bootstrap_ci(realistic["ndcg@10"], seed=seed) if len(realistic) > 1 else (float("nan"),)*2
+    return {"parameters": parameters, "ndcg@10": realistic["ndcg@10"].mean(), "ndcg@10 low": low, "ndcg@10 high": high,
+            "ndcg@10 all-positives": all_positives["ndcg@10"].mean(), "mrr@10": realistic["mrr@10"].mean(),
+            "map": realistic["map"].mean(), **speed}
+
+# %% ../nbs/05_evaluation.ipynb #c71db025
+def evaluate_rerankers(eval_set: list[dict], # realistic samples (retriever order)
+                       rerankers: dict, # name -> CrossEncoder, local folder or Hub id
+                       fine_tuned: str|None=None, # the row judged; None: the last reranker
+                       retriever_parameters: int|None=None, # size of the retriever, for the table
+                       batch_size: int=64, # pairs per forward pass
+                       seed: int=12, # bootstrap and permutation seed
+                      ) -> dict: # table, per_query (NDCG@10 per system), judged, comparisons, verdicts (lines)
+    "The comparison table (size, NDCG@10 with CI, all-positives NDCG@10, MRR@10, MAP, latency) and the verdicts."
+    if not rerankers: raise ValueError("Give at least one reranker: {name: model, folder or Hub id}.")
+    judged = fine_tuned or list(rerankers)[-1]
+    if judged not in rerankers: raise KeyError(f"fine_tuned={judged!r} is not one of the rerankers {list(rerankers)}.")
+    full, table, per_query = with_all_positives(eval_set), {}, {}
+    per_query["retriever"] = per_query_metrics(eval_set)
+    table["retriever"] = _system_row(per_query["retriever"], per_query_metrics(full), retriever_parameters, {"ms/query": 0.0, "pairs/s": float("nan")}, seed)
+    for name, model in rerankers.items():
+        model = _as_cross_encoder(model)
+        scores, speed = timed_rerank_scores(model, eval_set, batch_size)
+        per_query[name] = per_query_metrics(eval_set, scores)
+        table[name] = _system_row(per_query[name], per_query_metrics(full, _all_positive_scores(model, eval_set, full, scores, batch_size)),
+                                  count_parameters(model), speed, seed)
+    table = pd.DataFrame(table).T.astype(float)
+    table["parameters"] = table["parameters"].round().astype("Int64")
+    table.insert(0, "queries", len(eval_set)); table[f"found@{max(len(s['documents']) for s in eval_set)}"] = found_share(eval_set)
+    ndcg = pd.DataFrame({k: v["ndcg@10"] for k, v in per_query.items()})
+    return {"table": table, "per_query": ndcg, **_judge(ndcg, table, judged, seed)}
+
+# %% ../nbs/05_evaluation.ipynb #0450399a
+def _judge(ndcg: pd.DataFrame, table: pd.DataFrame, judged: str, seed: int) -> dict:
+    "Paired comparisons of `judged` with the retriever and the best other reranker, and their verdict lines."
+    others = [c for c in ndcg.columns if c not in ("retriever", judged)]
+    against = ["retriever"] + ([table.loc[others, "ndcg@10"].astype(float).idxmax()] if others else [])
+    comparisons = {o: paired_comparison(ndcg[judged], ndcg[o], seed=seed) for o in against}
+    return {"judged": judged, "comparisons": comparisons, "verdicts": [verdict_line(judged, o, r) for o, r in comparisons.items()]}
+
+# %% ../nbs/05_evaluation.ipynb #33813f7d
+def plot_ndcg_vs_size(table: pd.DataFrame, # from `evaluate_rerankers`
+                     ) -> Figure:
+    "NDCG@10 (with its 95% CI) against parameter count; the retriever as a dashed line when its size is unknown."
+    fig = Figure(figsize=(6, 3.8)); ax = fig.subplots()
+    sized = table[pd.to_numeric(table["parameters"], errors="coerce").notna()]
+    y = sized["ndcg@10"].astype(float)
+    ax.errorbar(sized["parameters"].astype(float), y, yerr=[y - sized["ndcg@10 low"].astype(float), sized["ndcg@10 high"].astype(float) - y], fmt="o", capsize=3)
+    for name, row in sized.iterrows(): ax.annotate(name, (float(row["parameters"]), float(row["ndcg@10"])), xytext=(4, 4), textcoords="offset points", fontsize=8)
+    if "retriever" not in sized.index: ax.axhline(float(table.loc["retriever", "ndcg@10"]), ls="--", c="grey", label="retriever"); ax.legend(loc="lower right")
+    sizes = sized["parameters"].astype(float)
+    if len(sizes) and sizes.max() > 10*sizes.min(): ax.set_xscale("log")
+    elif len(sizes): ax.set_xlim(0.7*sizes.min(), 1.3*sizes.max()) # similar sizes: a linear axis reads better
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v/1e6:.1f}M")); ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    ax.set_xlabel("parameters"); ax.set_ylabel("NDCG@10 (realistic)"); fig.tight_layout()
+    return fig
+
+# %% ../nbs/05_evaluation.ipynb #8631a256
+def plot_wins_losses(per_query: pd.DataFrame, # NDCG@10 per query and system, from `evaluate_rerankers`
+                     system: str, # the system judged
+                     baseline: str="retriever", # the system it is compared with
+                    ) -> Figure:
+    "Per-query NDCG@10 difference of `system` over `baseline`, sorted: green above 0 (wins), red below (losses)."
+    diff = np.sort((per_query[system] - per_query[baseline]).to_numpy())[::-1]
+    fig = Figure(figsize=(6, 3.2)); ax = fig.subplots()
+    ax.bar(np.arange(len(diff)), diff, width=1.0, color=np.where(diff > 0, "tab:green", np.where(diff < 0, "tab:red", "grey")))
+    ax.axhline(0, c="black", lw=0.8); ax.set_xlabel("queries, sorted"); ax.set_ylabel(f"NDCG@10 difference")
+    ax.set_title(f"{system} vs {baseline}: {(diff > 0).sum()} wins, {(diff == 0).sum()} ties, {(diff < 0).sum()} losses", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/05_evaluation.ipynb #e909414f
+def save_comparison(result: dict, # from `evaluate_rerankers`
+                    folder: str|Path, # a run folder
+                   ) -> list[Path]: # the files written
+    "Write comparison.csv / .md (table and verdicts) and plots/ndcg_vs_size.png, plots/wins_losses.png."
+    folder = Path(folder); (folder/"plots").mkdir(parents=True, exist_ok=True)
+    table, judged = result["table"], result["judged"]
+    table.to_csv(folder/"comparison.csv")
+    (folder/"comparison.md").write_text(table.round(4).to_markdown() + "\n\n" + "\n".join(f"- {v}" for v in result["verdicts"]) + "\n")
+    plot_ndcg_vs_size(table).savefig(folder/"plots"/"ndcg_vs_size.png", dpi=120)
+    plot_wins_losses(result["per_query"], judged).savefig(folder/"plots"/"wins_losses.png", dpi=120)
+    return [folder/"comparison.csv", folder/"comparison.md", folder/"plots"/"ndcg_vs_size.png", folder/"plots"/"wins_losses.png"]

@@ -1,0 +1,172 @@
+"Evaluation metrics checked against independent implementations, bad input, and the real candidate lists."
+import json, warnings
+from math import comb
+import numpy as np, pytest
+from sklearn.metrics import ndcg_score
+from reranker_tune.evaluation import (per_query_metrics, eval_set_from_candidate_lists, with_all_positives,
+                                      found_share, build_eval_set)
+from reranker_tune.data import DataError
+
+def _random_graded_set(n_queries=20, n_docs=12, seed=0):
+    "Samples with every judged document among the candidates, random integer gains and distinct random scores."
+    rng = np.random.default_rng(seed)
+    samples, scores = [], []
+    for i in range(n_queries):
+        gains = rng.integers(0, 4, n_docs); gains[rng.integers(n_docs)] = 3 # at least one relevant
+        docs = [f"q{i}-doc{j}" for j in range(n_docs)]
+        samples.append({"query": f"q{i}", "positive": [d for d, g in zip(docs, gains) if g >= 2], "documents": docs,
+                        "gains": gains.tolist()})
+        scores.append(rng.permutation(n_docs).astype(float))
+    return samples, scores
+
+def test_graded_ndcg_matches_sklearn():
+    samples, scores = _random_graded_set()
+    ours = per_query_metrics(samples, scores)["ndcg@10"].to_numpy()
+    theirs = [ndcg_score([s["gains"]], [x], k=10) for s, x in zip(samples, scores)]
+    np.testing.assert_allclose(ours, theirs, atol=1e-9)
+
+def test_binary_ndcg_matches_sklearn_with_all_positives_present():
+    samples, scores = _random_graded_set(seed=1)
+    binary = [{k: v for k, v in s.items() if k != "gains"} for s in samples]
+    ours = per_query_metrics(binary, scores)["ndcg@10"].to_numpy()
+    theirs = [ndcg_score([[int(d in s["positive"]) for d in s["documents"]]], [x], k=10) for s, x in zip(binary, scores)]
+    np.testing.assert_allclose(ours, theirs, atol=1e-9)
+
+def test_mrr_and_map_by_hand():
+    # positives at ranks 2 and 4 of 5, a third positive never retrieved
+    s = [{"query": "q", "positive": ["a", "b", "zz"], "documents": ["x", "a", "y", "b", "z"]}]
+    m = per_query_metrics(s).loc["0"]
+    assert m["mrr@10"] == pytest.approx(1/2)
+    assert m["map"] == pytest.approx((1/2 + 2/4)/3)
+    # reversed order: positives at ranks 2 and 4 again (b then a): the same numbers
+    m2 = per_query_metrics(s, [[1, 2, 3, 4, 5]]).loc["0"]
+    assert m2["map"] == pytest.approx((1/2 + 2/4)/3)
+
+def test_ties_are_broken_by_base_order():
+    s = [{"query": "q", "positive": ["b"], "documents": ["a", "b", "c"]}]
+    assert per_query_metrics(s, [[0.0, 0.0, 0.0]]).loc["0", "mrr@10"] == pytest.approx(0.5)
+    assert per_query_metrics(s, [[0.0, 1.0, 1.0]]).loc["0", "mrr@10"] == pytest.approx(1.0)
+
+def test_bad_input_is_named():
+    s = [{"query": "q", "positive": ["b"], "documents": ["a", "b", "c"]}]
+    with pytest.raises(ValueError, match="Sample 0: 2 scores for 3 documents"): per_query_metrics(s, [[1.0, 2.0]])
+    with pytest.raises(ValueError, match="NaN"): per_query_metrics(s, [[1.0, np.nan, 0.0]])
+    with pytest.raises(ValueError, match="no positive"): per_query_metrics([{"query": "q", "positive": [], "documents": ["a"]}])
+    lists = {"query": ["q1", "q2"], "positive": [["a"], ["c"]], "negative": [["x"], ["y"]],
+             "positive_grades": [[4], [5]], "negative_grades": [[2], [1]]}
+    with pytest.raises(DataError, match=r"rows \[1\]"): eval_set_from_candidate_lists(lists, grade_range=(1, 4))
+    with pytest.raises(DataError, match="negative_grades"):
+        eval_set_from_candidate_lists({**lists, "negative_grades": [[2, 1], [1]]}, grade_range=(1, 5))
+
+def test_nothing_found_is_a_counted_warning(tiny_embedder):
+    import datasets
+    from sentence_transformers import SentenceTransformer
+    pairs = datasets.Dataset.from_dict({"query": ["how deep to plant garlic"], "answer": ["two inches deep"]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s = build_eval_set(pairs, ["water daily"] * 1 + [f"filler {i}" for i in range(20)], SentenceTransformer(tiny_embedder), top_k=1)
+    if found_share(s) == 0: assert any("any of the 1 queries" in str(w.message) for w in caught)
+    assert 0 <= found_share(s) <= 1
+
+def test_all_positives_setting_only_adds_missed_positives():
+    s = [{"query": "q", "positive": ["a", "b"], "documents": ["x", "a"], "retriever_scores": [0.9, 0.8]}]
+    full = with_all_positives(s)
+    assert full[0]["documents"] == ["x", "a", "b"]
+    # base order: the missed positive sits after the retrieved ones (rank 3), not at the top
+    assert per_query_metrics(full).loc["0", "map"] == pytest.approx((1/2 + 2/3)/2)
+    assert per_query_metrics(s).loc["0", "map"] == pytest.approx((1/2)/2)
+
+def test_liveqa_med_given_and_random_order(shared_data):
+    path = shared_data/"liveqa_med"/"test.jsonl"
+    given = eval_set_from_candidate_lists(path, grade_range=(1, 4), order="given")
+    assert len(given) == 30 and sum(len(s["documents"]) for s in given) == 229
+    # positives first: perfect MAP and MRR; graded NDCG < 1 only where a grade-3 positive precedes a grade-4 one
+    m = per_query_metrics(given).mean()
+    assert m["map"] == pytest.approx(1.0) and m["mrr@10"] == pytest.approx(1.0)
+    assert 0.9 < m["ndcg@10"] <= 1.0
+    # random order, averaged over seeded shuffles: the README's random figures (MAP 0.539, MRR 0.563, NDCG@10 0.751)
+    runs = [per_query_metrics(eval_set_from_candidate_lists(path, grade_range=(1, 4), seed=k)).mean() for k in range(200)]
+    mean = np.mean([r.to_numpy() for r in runs], axis=0)
+    assert mean[2] == pytest.approx(0.539, abs=0.015)  # map
+    # MRR: the README's 0.563 looks like a single draw; the exact expectation over shuffles is
+    # sum_k P(first positive at rank k)/k, with P = C(n-k, r-1)/C(n, r) for r positives among n candidates
+    rows = [json.loads(line) for line in open(path)]
+    expected_mrr = np.mean([sum(comb(n - k, r - 1)/comb(n, r)/k for k in range(1, min(n, 10) + 1))
+                            for r, n in ((len(x["positive"]), len(x["positive"]) + len(x["negative"])) for x in rows)])
+    assert mean[1] == pytest.approx(expected_mrr, abs=0.01) # mrr@10
+    assert mean[0] == pytest.approx(0.751, abs=0.015)  # graded ndcg@10
+
+def test_trecqa_test_split(shared_data):
+    s = eval_set_from_candidate_lists(shared_data/"trecqa"/"test.jsonl", order="given")
+    assert len(s) == 68
+    assert per_query_metrics(s).mean()["map"] == pytest.approx(1.0)
+    runs = [per_query_metrics(eval_set_from_candidate_lists(shared_data/"trecqa"/"test.jsonl", seed=k)).mean()["map"] for k in range(50)]
+    assert np.mean(runs) == pytest.approx(0.386, abs=0.02) # the README's random anchor
+
+def _tiny_eval_set(n=6):
+    from reranker_tune.data import sample_pairs
+    pairs = sample_pairs().select(range(40))
+    answers = list(pairs["answer"])
+    return [{"query": q, "positive": [a], "documents": [a] + answers[i+1:i+5], "retriever_scores": [0.9, 0.8, 0.7, 0.6, 0.5]}
+            for i, (q, a) in enumerate(zip(pairs["query"][:n], answers[:n]))]
+
+def test_evaluator_in_the_trainer(tiny_bert, tmp_path):
+    import datasets
+    from sentence_transformers import CrossEncoder
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    from reranker_tune.evaluation import RerankingEvaluator, rerank_scores
+    model = CrossEncoder(tiny_bert, device="cpu")
+    eval_set = _tiny_eval_set()
+    evaluator = RerankingEvaluator(eval_set, name="dev")
+    train = datasets.Dataset.from_dict({"query": [s["query"] for s in eval_set]*2,
+                                        "document": [s["documents"][0] for s in eval_set] + [s["documents"][1] for s in eval_set],
+                                        "label": [1.0]*len(eval_set) + [0.0]*len(eval_set)})
+    args = CrossEncoderTrainingArguments(str(tmp_path), max_steps=2, per_device_train_batch_size=4, eval_strategy="steps",
+                                         eval_steps=1, save_strategy="no", report_to="none", use_cpu=True,
+                                         metric_for_best_model="eval_dev_ndcg@10", logging_steps=1)
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train, loss=BinaryCrossEntropyLoss(model), evaluator=evaluator)
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "eval_dev_ndcg@10" in h]
+    assert len(logged) == 2 and {"eval_dev_mrr@10", "eval_dev_map"} <= set(logged[-1])
+    assert evaluator.primary_metric == "dev_ndcg@10"
+    # the same numbers as the full evaluation's code path
+    final = per_query_metrics(eval_set, rerank_scores(model, eval_set, show_progress_bar=False)).mean()
+    assert evaluator(model)["dev_ndcg@10"] == pytest.approx(final["ndcg@10"])
+
+def test_uncertainty_is_seeded_and_sensible():
+    from reranker_tune.evaluation import bootstrap_ci, paired_comparison
+    rng = np.random.default_rng(3)
+    x = rng.uniform(size=50)
+    low, high = bootstrap_ci(x)
+    assert low < x.mean() < high and bootstrap_ci(x) == (low, high)
+    # a much wider interval at 99.9% than at 50%
+    assert np.subtract(*bootstrap_ci(x, 0.999)[::-1]) > np.subtract(*bootstrap_ci(x, 0.5)[::-1])
+    assert paired_comparison(x + 0.05, x)["verdict"] == "win"
+    assert paired_comparison(x, x + 0.05)["verdict"] == "regression"
+    r = paired_comparison(x + rng.normal(0, 0.2, 50), x)
+    assert r["verdict"] == "within noise" and r["p_value"] > 0.05
+
+def test_evaluate_rerankers_table_and_files(tiny_bert, tmp_path):
+    from sentence_transformers import CrossEncoder
+    from reranker_tune.evaluation import evaluate_rerankers, save_comparison, compare_rerankers
+    eval_set = _tiny_eval_set()
+    eval_set[0] = {**eval_set[0], "documents": eval_set[0]["documents"][1:], "retriever_scores": [0.8, 0.7, 0.6, 0.5]} # one miss
+    model = CrossEncoder(tiny_bert, device="cpu")
+    result = evaluate_rerankers(eval_set, {"tiny (path)": tiny_bert, "fine-tuned": model}, fine_tuned="fine-tuned")
+    t = result["table"]
+    assert list(t.index) == ["retriever", "tiny (path)", "fine-tuned"]
+    assert {"parameters", "ndcg@10", "ndcg@10 low", "ndcg@10 high", "ndcg@10 all-positives", "mrr@10", "map", "ms/query", "pairs/s"} <= set(t.columns)
+    assert t.loc["fine-tuned", "parameters"] == sum(p.numel() for p in model.parameters())
+    assert t.loc["fine-tuned", "pairs/s"] > 0
+    assert set(result["comparisons"]) == {"retriever", "tiny (path)"}
+    # same model loaded twice: identical metrics, and the quick table agrees with the rich one
+    assert t.loc["tiny (path)", "ndcg@10"] == pytest.approx(t.loc["fine-tuned", "ndcg@10"], abs=1e-6)
+    quick = compare_rerankers(eval_set, {"fine-tuned": model})
+    assert quick.loc["fine-tuned", "ndcg@10"] == pytest.approx(t.loc["fine-tuned", "ndcg@10"], abs=1e-6)
+    # the all-positives setting can only help when a positive was missed
+    assert t.loc["retriever", "ndcg@10 all-positives"] >= t.loc["retriever", "ndcg@10"]
+    files = save_comparison(result, tmp_path)
+    assert all(f.stat().st_size > 0 for f in files)
+    assert "fine-tuned vs retriever" in (tmp_path/"comparison.md").read_text()
+    with pytest.raises(KeyError, match="not one of the rerankers"): evaluate_rerankers(eval_set, {"a": model}, fine_tuned="b")
