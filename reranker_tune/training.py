@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 import torch, datasets, yaml
 from transformers import EarlyStoppingCallback
+from transformers.trainer_utils import get_last_checkpoint
 from accelerate.utils import find_executable_batch_size
 from sentence_transformers import CrossEncoder
 from sentence_transformers.base.sampler import DefaultBatchSampler
@@ -171,6 +172,12 @@ def _fill_model_card(model: CrossEncoder, card: dict|None):
         else: setattr(model.model_card_data, key, value)
 
 # %% ../nbs/04_training.ipynb #92104d20
+def _resume_point(output_dir: str|Path, resume: str|bool|None) -> str|None:
+    "The checkpoint to resume from: `resume` itself, the latest in `output_dir` for True, or None."
+    if resume is not True: return resume or None
+    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+
+# %% ../nbs/04_training.ipynb #93596a72
 def fine_tune(model: CrossEncoder, # from `load_reranker(base, loss=...)`; trained in place
               train_dataset: datasets.Dataset, # rows in the loss's format
               loss, # a loss object, or its name (then built with `make_loss`)
@@ -180,7 +187,7 @@ def fine_tune(model: CrossEncoder, # from `load_reranker(base, loss=...)`; train
               patience: int|None=3, # evaluations without progress before stopping; None: never stop early
               seed: int=12, # model head, dropout and data order
               save_to: str|Path|None=None, # the final model folder (written once, atomically); None: do not save
-              resume_from_checkpoint: str|bool|None=None, # a checkpoint folder, or True for the latest in `output_dir`
+              resume_from_checkpoint: str|bool|None=None, # a checkpoint folder, or True: the latest in `output_dir`, if any
               model_card: dict|None=None, # e.g. {"language": "en", "license": "apache-2.0", "model_name": ...}
               push_to_hub: str|None=None, # a Hub repository id; None never pushes
               callbacks: list|None=None, # extra `TrainerCallback`s
@@ -195,7 +202,7 @@ def fine_tune(model: CrossEncoder, # from `load_reranker(base, loss=...)`; train
     _fill_model_card(model, model_card)
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                                   loss=loss, evaluator=evaluator, callbacks=callbacks)
-    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=_resume_point(output_dir, resume_from_checkpoint))
     if trainer.is_world_process_zero():
         if save_to is not None: save_model(model, save_to)
         if push_to_hub: model.push_to_hub(push_to_hub)

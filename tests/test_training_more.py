@@ -82,7 +82,8 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tiny_bert, tmp_path)
     "Tolerance: 1e-5 absolute on every weight (same CPU, same seed; dropout RNG and data position restored)."
     rows = labelled_rows()
     opts = dict(epochs=2, batch_size=4, eval_steps=2, learning_rate=1e-3, precision="fp32", disable_tqdm=True, seed=5)
-    straight = fine_tune(load_reranker(tiny_bert, device="cpu"), rows, "BinaryCrossEntropyLoss", tmp_path/"a", **opts)
+    straight = fine_tune(load_reranker(tiny_bert, device="cpu"), rows, "BinaryCrossEntropyLoss", tmp_path/"a",
+                         resume_from_checkpoint=True, **opts)  # nothing to resume from yet: starts fresh
     fine_tune(load_reranker(tiny_bert, device="cpu"), rows, "BinaryCrossEntropyLoss", tmp_path/"b", callbacks=[StopAt(5)],
               save_to=tmp_path/"b-model", **opts)
     assert (tmp_path/"b"/"checkpoint-5").exists()
