@@ -58,12 +58,13 @@ endef
 export STRIP_WIDGETS
 
 # The docs site without Quarto: nbdev's notebook processing into _proc/, then smalldocs (a pure-Python renderer
-# of Quarto projects) into _docs/. Where Quarto is installed, `nbdev_docs` renders the same _quarto.yml.
+# of Quarto projects) into _docs/, failing on broken internal links. Where Quarto is installed, `nbdev_docs` renders the same _quarto.yml.
 docs: install
 	rm -rf _proc _docs
 	$(PY) -c "$$PROC_NBS"
 	rm -rf _proc/runs
-	cd _proc && $(CURDIR)/$(VENV)/bin/smalldocs render --strict .
+	cd _proc && $(CURDIR)/$(VENV)/bin/smalldocs render . 2>&1 | tee smalldocs.log
+	@! grep "broken link" _proc/smalldocs.log || { echo "broken links in the docs"; exit 1; }
 	mv _proc/_docs _docs
 	@echo "Docs in _docs/index.html"
 

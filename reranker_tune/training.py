@@ -4,15 +4,23 @@
 
 # %% ../nbs/04_training.ipynb #359b1013
 from __future__ import annotations
-import shutil
+import os, sys, math, shutil, random, argparse, tempfile, importlib.util
 from pathlib import Path
-import torch, datasets
+from typing import Callable
+import torch, datasets, yaml
+from transformers import EarlyStoppingCallback
+from transformers.trainer_utils import get_last_checkpoint
+from accelerate.utils import find_executable_batch_size
 from sentence_transformers import CrossEncoder
+from sentence_transformers.base.sampler import DefaultBatchSampler
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
-from .core import resolve_model, detect_device, detect_precision
+from .core import resolve_model, detect_device, detect_precision, seed_everything
+from .losses import model_activation_for, make_loss, loss_name, LOSS_CATALOGUE
 
 # %% auto #0
-__all__ = ['load_reranker', 'training_arguments', 'save_model', 'train_reranker']
+__all__ = ['load_reranker', 'training_arguments', 'save_model', 'train_reranker', 'LengthGroupedBatchSampler', 'padding_share',
+           'metric_key', 'enable_tf32', 'fine_tune_arguments', 'fine_tune', 'largest_batch_size', 'training_step',
+           'train_from_config', 'main']
 
 # %% ../nbs/04_training.ipynb #46b82cc6
 def load_reranker(base: str="all-MiniLM-L6-v2", # short name, local folder or Hub id
@@ -20,11 +28,13 @@ def load_reranker(base: str="all-MiniLM-L6-v2", # short name, local folder or Hu
                   num_labels: int=1, # 1 for a relevance score
                   device: str|None=None, # None picks the best device
                   trust_remote_code: bool=False, # run model code from the Hub only when you trust it
+                  loss=None, # the loss it will be trained with (name or class): picks the activation
                  ) -> CrossEncoder:
     "A cross-encoder initialised from `base`, with a head of `num_labels` outputs."
     return CrossEncoder(resolve_model(base), num_labels=num_labels, max_length=max_length,
                         device=device or detect_device(), trust_remote_code=trust_remote_code,
-                        model_kwargs={"dtype": torch.float32})
+                        model_kwargs={"dtype": torch.float32, "ignore_mismatched_sizes": True},
+                        activation_fn=model_activation_for(loss) if loss is not None else None)
 
 # %% ../nbs/04_training.ipynb #8be9bed2
 def training_arguments(output_dir: str|Path, # where the trainer may write checkpoints and logs
@@ -42,7 +52,8 @@ def training_arguments(output_dir: str|Path, # where the trainer may write check
                     learning_rate=learning_rate, warmup_steps=warmup, seed=seed, data_seed=seed,
                     bf16=precision == "bf16", fp16=precision == "fp16", save_strategy="no",
                     logging_steps=10, report_to="none", disable_tqdm=False,
-                    dataloader_pin_memory=torch.cuda.is_available())
+                    dataloader_pin_memory=torch.cuda.is_available(), use_cpu=detect_device() == "cpu",
+                    ddp_find_unused_parameters=False)
     return CrossEncoderTrainingArguments(**{**defaults, **overrides})
 
 # %% ../nbs/04_training.ipynb #dfbdab90
@@ -73,3 +84,190 @@ def train_reranker(model: CrossEncoder, # the cross-encoder to train (changed in
     trainer.train()
     if save_to is not None: save_model(model, save_to)
     return model
+
+# %% ../nbs/04_training.ipynb #89c44514
+def _row_lengths(dataset: datasets.Dataset) -> list[int]:
+    "The number of characters of each row's text columns: a cheap stand-in for its token count."
+    texts = [c for c in dataset.column_names if c not in ("label", "labels", "score", "scores")]
+    def length(row): return sum(len(v) if isinstance(v, str) else sum(len(x) for x in v) for v in (row[c] for c in texts))
+    return [length(row) for row in dataset]
+
+# %% ../nbs/04_training.ipynb #b7d58b98
+class LengthGroupedBatchSampler(DefaultBatchSampler):
+    "Seeded random batches of rows of similar length; every row once per epoch."
+    group = 50 # batches per sorted mega-batch: larger groups pad less and mix less
+
+    def __init__(self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):
+        super().__init__(dataset, batch_size=batch_size, drop_last=drop_last, valid_label_columns=valid_label_columns,
+                         generator=generator, seed=seed)
+        self.lengths = _row_lengths(dataset)
+
+    def __len__(self):
+        n = len(self.lengths)
+        return n//self.batch_size if self.drop_last else math.ceil(n/self.batch_size)
+
+    def __iter__(self):
+        rng = random.Random(self.seed + self.epoch)
+        order = rng.sample(range(len(self.lengths)), len(self.lengths))
+        size = self.batch_size*self.group
+        batches = []
+        for start in range(0, len(order), size):
+            mega = sorted(order[start:start+size], key=lambda i: self.lengths[i], reverse=True)
+            batches += [mega[i:i+self.batch_size] for i in range(0, len(mega), self.batch_size)]
+        if self.drop_last: batches = [b for b in batches if len(b) == self.batch_size]
+        rng.shuffle(batches)
+        yield from batches
+
+# %% ../nbs/04_training.ipynb #788d8ffe
+def padding_share(batches, # lists of row indices
+                  lengths: list[int], # each row's length
+                 ) -> float: # padded positions / all positions
+    "The share of a batch's positions that are padding, over all `batches`."
+    padded = sum(max(lengths[i] for i in b)*len(b) for b in batches)
+    return 1 - sum(lengths[i] for b in batches for i in b)/padded
+
+# %% ../nbs/04_training.ipynb #14def450
+def metric_key(evaluator=None, # a sentence-transformers evaluator, or None for the eval loss
+              ) -> tuple[str, bool]: # the logged key, and whether greater is better
+    "The key the trainer logs an evaluator's primary metric under, with its direction."
+    if evaluator is None: return "eval_loss", False
+    name, primary = getattr(evaluator, "name", ""), evaluator.primary_metric
+    if name and not primary.startswith(name + "_"): primary = f"{name}_{primary}"
+    return f"eval_{primary}", bool(getattr(evaluator, "greater_is_better", True))
+
+# %% ../nbs/04_training.ipynb #b51fe3f9
+def enable_tf32() -> bool: # whether TF32 is now on
+    "Allow TF32 matrix products on CUDA (Ampere and later): same training, faster."
+    if not torch.cuda.is_available(): return False
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    return True
+
+def _report_to() -> str:
+    "TensorBoard when it is installed, else nothing."
+    return "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
+
+# %% ../nbs/04_training.ipynb #24eacc9a
+def fine_tune_arguments(output_dir: str|Path, # checkpoints and logs
+                        loss, # the loss object (or name): decides length grouping
+                        evaluator=None, # the evaluator whose metric picks the best checkpoint
+                        has_eval: bool=False, # whether there is anything to evaluate
+                        eval_steps: float=0.1, # evaluate (and checkpoint) every this many steps, or this share of them
+                        group_by_length: bool|None=None, # None: on for pointwise losses only
+                        **kwargs, # passed to `training_arguments`
+                       ) -> CrossEncoderTrainingArguments:
+    "`training_arguments` with aligned eval/save steps, best-model reloading and length grouping."
+    if group_by_length is None: group_by_length = LOSS_CATALOGUE[loss_name(loss)].family == "pointwise"
+    key, greater = metric_key(evaluator)
+    defaults = dict(save_strategy="steps", save_steps=eval_steps, save_total_limit=2, report_to=_report_to())
+    if has_eval: defaults.update(eval_strategy="steps", eval_steps=eval_steps, load_best_model_at_end=True,
+                                 metric_for_best_model=key, greater_is_better=greater)
+    if group_by_length: defaults["batch_sampler"] = LengthGroupedBatchSampler
+    return training_arguments(output_dir, **{**defaults, **kwargs})
+
+# %% ../nbs/04_training.ipynb #783ad073
+def _fill_model_card(model: CrossEncoder, card: dict|None):
+    "Copy `card` (language, license, model_name, tags, ...) onto the model's card data."
+    for key, value in (card or {}).items():
+        if key == "tags": model.model_card_data.add_tags(value)
+        else: setattr(model.model_card_data, key, value)
+
+# %% ../nbs/04_training.ipynb #92104d20
+def _resume_point(output_dir: str|Path, resume: str|bool|None) -> str|None:
+    "The checkpoint to resume from: `resume` itself, the latest in `output_dir` for True, or None."
+    if resume is not True: return resume or None
+    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+
+# %% ../nbs/04_training.ipynb #93596a72
+def fine_tune(model: CrossEncoder, # from `load_reranker(base, loss=...)`; trained in place
+              train_dataset: datasets.Dataset, # rows in the loss's format
+              loss, # a loss object, or its name (then built with `make_loss`)
+              output_dir: str|Path, # checkpoints and logs
+              eval_dataset: datasets.Dataset|None=None, # for the eval loss
+              evaluator=None, # e.g. a `CrossEncoderRerankingEvaluator`; its metric picks the best checkpoint
+              patience: int|None=3, # evaluations without progress before stopping; None: never stop early
+              seed: int=12, # model head, dropout and data order
+              save_to: str|Path|None=None, # the final model folder (written once, atomically); None: do not save
+              resume_from_checkpoint: str|bool|None=None, # a checkpoint folder, or True: the latest in `output_dir`, if any
+              model_card: dict|None=None, # e.g. {"language": "en", "license": "apache-2.0", "model_name": ...}
+              push_to_hub: str|None=None, # a Hub repository id; None never pushes
+              callbacks: list|None=None, # extra `TrainerCallback`s
+              **kwargs, # `fine_tune_arguments` / `training_arguments` options: epochs, batch_size, eval_steps, ...
+             ) -> CrossEncoder: # the trained model (the best checkpoint when there is an evaluation)
+    "Train with the CrossEncoderTrainer on trusted defaults, then save (and optionally push) the model once."
+    seed_everything(seed); enable_tf32()
+    if isinstance(loss, str): loss = make_loss(loss, model, train_dataset)
+    has_eval = evaluator is not None or eval_dataset is not None
+    args = fine_tune_arguments(output_dir, loss, evaluator, has_eval, seed=seed, **kwargs)
+    callbacks = list(callbacks or []) + ([EarlyStoppingCallback(patience)] if has_eval and patience else [])
+    _fill_model_card(model, model_card)
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                                  loss=loss, evaluator=evaluator, callbacks=callbacks)
+    trainer.train(resume_from_checkpoint=_resume_point(output_dir, resume_from_checkpoint))
+    if trainer.is_world_process_zero():
+        if save_to is not None: save_model(model, save_to)
+        if push_to_hub: model.push_to_hub(push_to_hub)
+    return model
+
+# %% ../nbs/04_training.ipynb #4f1e1f6d
+def largest_batch_size(step: Callable[[int], object], # runs one training step at a batch size; may raise OOM
+                       start: int=512, # the first batch size tried
+                       shrink: float=0.5, # the factor applied after each out-of-memory error
+                      ) -> int: # the largest batch size (start, start*shrink, ...) whose step ran
+    "Shrink the batch size from `start` until `step` runs without running out of memory."
+    sizes = iter(int(start*shrink**k) for k in range(1, 64))
+    @find_executable_batch_size(starting_batch_size=start, reduce_batch_size_fn=lambda: next(sizes))
+    def probe(batch_size):
+        step(batch_size)
+        return batch_size
+    return probe()
+
+# %% ../nbs/04_training.ipynb #5b2a6088
+def training_step(model: CrossEncoder, # the model to probe
+                  loss, # a loss built on `model`
+                  dataset: datasets.Dataset, # rows in the loss's format; the longest are used
+                 ) -> Callable[[int], float]: # `step(batch_size)`: one forward and backward pass, returns the loss
+    "A function that runs one training step on the `batch_size` longest rows of `dataset` (the worst case)."
+    longest = sorted(range(len(dataset)), key=_row_lengths(dataset).__getitem__, reverse=True)
+    trainer = CrossEncoderTrainer(model=model, loss=loss, train_dataset=dataset,
+                                  args=training_arguments(tempfile.mkdtemp(), precision="fp32", report_to="none"))
+    def step(batch_size: int) -> float:
+        rows = [dataset[i] for i in (longest*(batch_size//len(longest) + 1))[:batch_size]]
+        value = trainer.compute_loss(model, trainer.data_collator(rows))
+        value.backward(); model.zero_grad(set_to_none=True)
+        return float(value.detach())
+    return step
+
+# %% ../nbs/04_training.ipynb #2ec63a64
+def _read_rows(path: str|Path) -> datasets.Dataset:
+    "Training rows from a `save_to_disk` folder or a JSON Lines / CSV / Parquet file."
+    path = Path(path)
+    if path.is_dir(): return datasets.load_from_disk(str(path))
+    kind = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}.get(path.suffix.lower())
+    if kind is None: raise ValueError(f"{path}: train_data must be a .jsonl, .json, .csv or .parquet file, or a save_to_disk folder.")
+    return datasets.load_dataset(kind, data_files=str(path), split="train")
+
+# %% ../nbs/04_training.ipynb #9e58fd20
+_MODEL_KEYS = ("max_length", "num_labels", "device", "trust_remote_code")
+
+def train_from_config(config: str|Path|dict, # a YAML file, or its content as a dict
+                     ) -> CrossEncoder: # the trained model
+    "`fine_tune` with the base model, the loss, the data and every option read from a config."
+    cfg = dict(config) if isinstance(config, dict) else yaml.safe_load(Path(config).read_text())
+    missing = [k for k in ("base", "loss", "train_data", "output_dir") if k not in cfg]
+    if missing: raise ValueError(f"The config lacks {missing}; it needs base, loss, train_data and output_dir.")
+    rows = _read_rows(cfg.pop("train_data"))
+    base, loss_cfg = cfg.pop("base"), cfg.pop("loss")
+    model = load_reranker(base, loss=loss_cfg, **{k: cfg.pop(k) for k in _MODEL_KEYS if k in cfg})
+    loss = make_loss(loss_cfg, model, rows, **cfg.pop("loss_options", {}))
+    return fine_tune(model, rows, loss, cfg.pop("output_dir"), **cfg)
+
+# %% ../nbs/04_training.ipynb #d168c4c5
+def main(argv: list[str]|None=None, # the arguments after the program name; None: `sys.argv[1:]`
+        ):
+    "The `reranker-tune` command: `reranker-tune train --config run.yaml`."
+    parser = argparse.ArgumentParser(prog="reranker-tune", description="Fine-tune a cross-encoder reranker.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="fine-tune from a YAML config (runs under torchrun / accelerate launch)")
+    train.add_argument("--config", required=True, help="the YAML file: base, loss, train_data, output_dir, options")
+    args = parser.parse_args(argv)
+    if args.command == "train": train_from_config(args.config)
