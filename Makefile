@@ -51,8 +51,8 @@ define STRIP_WIDGETS
 import json, sys
 for path in sys.argv[1:]:
     nb = json.load(open(path)); nb['metadata'].pop('widgets', None)
-    for cell in nb['cells']:
-        cell['outputs'] = [o for o in cell.get('outputs', []) if 'application/vnd.jupyter.widget-view+json' not in o.get('data', {})]
+    for cell in (c for c in nb['cells'] if c['cell_type'] == 'code'):
+        cell['outputs'] = [o for o in cell['outputs'] if 'application/vnd.jupyter.widget-view+json' not in o.get('data', {})]
     open(path, 'w').write(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
 endef
 export STRIP_WIDGETS
