@@ -209,17 +209,18 @@ def compare_rerankers(eval_set: list[dict], # samples from `build_eval_set`
                       rerankers: dict[str, CrossEncoder], # name -> model
                       batch_size: int=64, # pairs per forward pass
                       fusion: dict[str, float]|None=None, # name -> reranker weight, for fused rows
-                     ) -> pd.DataFrame: # one row per system
+                      per_query: bool=False, # also return each system's per-query metrics (for paired tests)
+                     ) -> pd.DataFrame|tuple[pd.DataFrame, dict]: # one row per system (and {system: per-query metrics})
     "Mean NDCG@10, MRR@10 and MAP of the retriever and of each reranker (and fusion) on the same candidates."
     found = found_share(eval_set)
-    rows = {"retriever": per_query_metrics(eval_set).mean()}
+    queries = {"retriever": per_query_metrics(eval_set)}
     for name, model in rerankers.items():
         scores = rerank_scores(model, eval_set, batch_size)
-        rows[name] = per_query_metrics(eval_set, scores).mean()
-        if fusion and name in fusion: rows[f"{name} + retriever"] = per_query_metrics(eval_set, fuse_scores(eval_set, scores, fusion[name])).mean()
-    table = pd.DataFrame(rows).T
+        queries[name] = per_query_metrics(eval_set, scores)
+        if fusion and name in fusion: queries[f"{name} + retriever"] = per_query_metrics(eval_set, fuse_scores(eval_set, scores, fusion[name]))
+    table = pd.DataFrame({name: m.mean() for name, m in queries.items()}).T
     table.insert(0, "queries", len(eval_set)); table[f"found@{len(eval_set[0]['documents'])}"] = found
-    return table
+    return (table, queries) if per_query else table
 
 # %% ../nbs/05_evaluation.ipynb #f92e396a
 class RerankingEvaluator(BaseEvaluator):

@@ -13,7 +13,7 @@ from .data import load_source, sample_pairs, to_pairs, split_by_query
 from .mining import load_embedder, mine_negatives
 from .losses import binary_cross_entropy_loss
 from .training import load_reranker, training_arguments, train_reranker
-from .evaluation import build_eval_set, compare_rerankers, rerank_scores, choose_fusion_weight
+from .evaluation import build_eval_set, compare_rerankers, rerank_scores, choose_fusion_weight, paired_comparison, verdict_line
 
 # %% auto #0
 __all__ = ['limit_queries', 'verdict', 'run_pipeline']
@@ -54,9 +54,10 @@ def verdict(table, # the comparison table
     return line + f" The cross-encoder alone: {alone:.3f} ({'ahead of' if alone > base else 'behind'} the retriever)."
 
 # %% ../nbs/06_pipeline.ipynb #88b9e18f
-def _write_results(folder: Path, table, summary: str, timings: dict, fusion: dict):
+def _write_results(folder: Path, table, summary: str, timings: dict, fusion: dict, paired: dict):
     "Write metrics.json and the comparison table (CSV and markdown)."
-    metrics = {"verdict": summary, "seconds": timings, "fusion": fusion, **{row: table.loc[row].to_dict() for row in table.index}}
+    metrics = {"verdict": summary, "seconds": timings, "fusion": fusion, "shipped_vs_retriever": paired,
+               **{row: table.loc[row].to_dict() for row in table.index}}
     (folder/"metrics.json").write_text(json.dumps(metrics, indent=2))
     table.to_csv(folder/"comparison.csv")
     (folder/"comparison.md").write_text(table.round(4).to_markdown() + "\n")
@@ -113,12 +114,13 @@ def run_pipeline(source=None, # a file, folder, Hub id, DataFrame or Dataset; No
         fusion = {"weight": alpha, "dev_ndcg@10_by_weight": {str(k): round(v, 4) for k, v in curve.items()}}
     _step(f"Reranking the retriever's top {top_k} for each held-out query")
     eval_set = build_eval_set(parts["eval"], data["answer"], retriever, top_k=top_k)
-    table = compare_rerankers(eval_set, {"fine-tuned": model}, fusion={"fine-tuned": alpha} if alpha is not None else None)
+    table, queries = compare_rerankers(eval_set, {"fine-tuned": model}, fusion={"fine-tuned": alpha} if alpha is not None else None, per_query=True)
     timings["evaluation"] = round(time.time() - start - timings["mining"] - timings["training"], 1)
     timings["total"] = round(time.time() - start, 1)
     shipped = "fine-tuned + retriever" if alpha is not None and alpha < 1 else "fine-tuned"
-    summary = verdict(table, shipped, alpha)
-    _write_results(folder, table, summary, timings, fusion)
+    paired = paired_comparison(queries[shipped]["ndcg@10"], queries["retriever"]["ndcg@10"], seed=seed)
+    summary = verdict(table, shipped, alpha) + "\n" + verdict_line(shipped, "retriever", paired)
+    _write_results(folder, table, summary, timings, fusion, paired)
     print(table.round(3).to_markdown())
     _step(f"{summary} Took {timings['total']:.0f} s; results and model in {folder}/")
     return {"table": table, "verdict": summary, "run_dir": folder, "model": model, "fusion_weight": alpha}
