@@ -15,8 +15,8 @@ from .core import hub_is_offline
 
 # %% auto #0
 __all__ = ['SHAPES', 'OPTIONAL_COLUMNS', 'ALIASES', 'LOSS_CONTRACTS', 'DataError', 'read_source', 'detect_shape',
-           'drop_duplicate_rows', 'normalise', 'load_source', 'shape_of', 'to_pairs', 'LossContract',
-           'check_dataset_for_loss', 'split_by_query', 'sample_pairs', 'length_report']
+           'drop_duplicate_rows', 'normalise', 'load_source', 'shape_of', 'to_pairs', 'positives_by_query',
+           'LossContract', 'check_dataset_for_loss', 'split_by_query', 'sample_pairs', 'length_report']
 
 # %% ../nbs/01_data.ipynb #cd36a823
 class DataError(ValueError):
@@ -253,6 +253,15 @@ def to_pairs(ds: datasets.Dataset, # any canonical shape
         return ds.filter(lambda r: r["label"] >= threshold).select_columns(["query", "document"]).rename_column("document", "answer")
     rows = [(q, p) for q, ps in zip(ds["query"], ds["positive"]) for p in ps]
     return datasets.Dataset.from_dict({"query": [q for q, _ in rows], "answer": [p for _, p in rows]})
+
+# %% ../nbs/01_data.ipynb #e6b3df44
+def positives_by_query(pairs: datasets.Dataset, # `query`, `answer` rows
+                       corpus, # the documents searched (any list-like of texts)
+                      ) -> tuple[dict[str, list[str]], list[str]]: # {query: positives}, corpus with every positive once
+    "Group the answers by query, and add any positive missing from `corpus` (order kept, duplicates dropped)."
+    positives = {}
+    for q, a in zip(pairs["query"], pairs["answer"]): positives.setdefault(q, []).append(a)
+    return positives, list(dict.fromkeys(list(corpus) + [a for answers in positives.values() for a in answers]))
 
 # %% ../nbs/01_data.ipynb #a2515435
 @dataclass(frozen=True)

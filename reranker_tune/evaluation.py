@@ -15,7 +15,7 @@ from sentence_transformers import SentenceTransformer, CrossEncoder
 from sentence_transformers.util import semantic_search
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from .core import resolve_model, detect_device
-from .data import DataError, load_source
+from .data import DataError, load_source, positives_by_query
 
 # %% auto #0
 __all__ = ['MEASURES', 'found_share', 'build_eval_set', 'per_query_metrics', 'with_all_positives',
@@ -44,9 +44,7 @@ def build_eval_set(pairs: datasets.Dataset, # held-out `query`, `answer` rows
                    batch_size: int=64, # embedding batch size
                   ) -> list[dict]: # {query, positive, documents, retriever_scores} per query
     "The retriever's top-k for each held-out query, with that query's positives."
-    positives = {}
-    for q, a in zip(pairs["query"], pairs["answer"]): positives.setdefault(q, []).append(a)
-    corpus = list(dict.fromkeys(list(corpus) + [a for answers in positives.values() for a in answers]))
+    positives, corpus = positives_by_query(pairs, corpus)
     queries = list(positives)
     encode = dict(batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True)
     hits = semantic_search(embedder.encode(queries, **encode), embedder.encode(corpus, show_progress_bar=True, **encode), top_k=top_k)

@@ -13,7 +13,7 @@ import pandas as pd
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import mine_hard_negatives
 from .core import resolve_model, detect_device
-from .data import load_source, to_pairs
+from .data import load_source, to_pairs, positives_by_query
 
 # %% auto #0
 __all__ = ['MINING_PRESETS', 'load_embedder', 'as_pairs', 'as_texts', 'mining_preset', 'candidate_pool', 'model_fingerprint',
@@ -287,9 +287,7 @@ def bm25_eval_set(pairs, # held-out `query`, `answer` rows
                  ) -> list[dict]: # {query, positive, documents, retriever_scores} per query
     "BM25's top-k for each held-out query, with that query's positives."
     import bm25s
-    pairs, positives = as_pairs(pairs), {}
-    for q, a in zip(pairs["query"], pairs["answer"]): positives.setdefault(q, []).append(a)
-    corpus = list(dict.fromkeys(as_texts(corpus) + [a for answers in positives.values() for a in answers]))
+    positives, corpus = positives_by_query(as_pairs(pairs), as_texts(corpus))
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(corpus, stopwords=stopwords, show_progress=False), show_progress=False)
     queries = list(positives)
