@@ -7,6 +7,11 @@ length-grouped batches, TF32, precision from the device. Both train the same Min
 hard pairs (mined once), for the same epochs, with checkpoints off in both so only training is timed, and both
 are scored on the same realistic evaluation set (the retriever's top 30 for held-out questions).
 
+`tokenising share` is the part of the wall time spent in `CrossEncoder.preprocess`: sentence-transformers tokenises
+inside the loss, in the training process, so dataloader workers cannot take it over. On a 2-core CPU, with a one-layer
+16-wide BERT (so that the model costs nothing), tokenising 64 MedQuAD pairs at max_length 256 took 45-60 ms, about
+the 89 ms per step the seed recipe took on an H100: the GPU mostly waits for the tokenizer.
+
 GPU (H100):  python benchmarks/train_throughput.py --data data/medquad/train.jsonl.gz \\
                  --model models/all-MiniLM-L6-v2-fp16 --eval-queries 1000 --out bench.json
 CPU check:   python benchmarks/train_throughput.py --max-queries 60 --eval-queries 15 --batch-size 16 --max-length 64
@@ -27,13 +32,15 @@ from reranker_tune.training import load_reranker, fine_tune
 from reranker_tune.evaluation import build_eval_set, per_query_metrics, rerank_scores
 
 def count_tokens(model) -> dict:
-    "Wrap `model.preprocess` so that every training batch adds its real and padded token counts."
-    counts, original = {"real": 0, "padded": 0, "pairs": 0}, model.preprocess
+    "Wrap `model.preprocess` so that every training batch adds its real and padded token counts and tokenising time."
+    counts, original = {"real": 0, "padded": 0, "pairs": 0, "tokenising s": 0.0}, model.preprocess
     def counting(*args, **kwargs):
+        start = time.perf_counter()
         features = original(*args, **kwargs)
         mask = features["attention_mask"]
         if torch.is_grad_enabled():
             counts["real"] += int(mask.sum()); counts["padded"] += mask.numel(); counts["pairs"] += mask.shape[0]
+            counts["tokenising s"] += time.perf_counter() - start
         return features
     model.preprocess = counting
     return counts
@@ -75,7 +82,7 @@ def measure(name: str, recipe, train, eval_set, args) -> dict:
     ndcg = per_query_metrics(eval_set, rerank_scores(model, eval_set, show_progress_bar=False))["ndcg@10"].mean()
     return {"recipe": name, "pairs/s": counts["pairs"]/wall, "tokens/s": counts["real"]/wall,
             "padding share": 1 - counts["real"]/max(counts["padded"], 1), "peak GPU GiB": torch.cuda.max_memory_allocated()/2**30 if torch.cuda.is_available() else float("nan"),
-            "wall s": wall, "ndcg@10": ndcg}
+            "wall s": wall, "tokenising share": counts["tokenising s"]/wall, "ndcg@10": ndcg}
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -112,7 +119,7 @@ def main(argv=None):
     table = pd.DataFrame(rows).set_index("recipe")
     print(f"\nretriever NDCG@10: {retriever:.3f}; precision {detect_precision(args.device)}; batch {args.batch_size}; "
           f"max_length {args.max_length}; epochs {args.epochs}\n")
-    print(table.round({"pairs/s": 1, "tokens/s": 0, "padding share": 3, "peak GPU GiB": 2, "wall s": 1, "ndcg@10": 4}).to_markdown())
+    print(table.round({"pairs/s": 1, "tokens/s": 0, "padding share": 3, "peak GPU GiB": 2, "wall s": 1, "tokenising share": 3, "ndcg@10": 4}).to_markdown())
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "retriever_ndcg@10": retriever, "results": rows,
                                               "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}, indent=1))
