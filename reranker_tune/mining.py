@@ -174,7 +174,9 @@ def _merge(hard: datasets.Dataset, easy: datasets.Dataset, output_format: str, s
     key = (lambda r: (r["query"], r["answer"][0])) if output_format == "labeled-list" else (lambda r: (r["query"], r["answer"]))
     extra = {key(r): r for r in easy}
     if output_format == "labeled-list":
-        rows = [dict(r, answer=r["answer"] + extra[key(r)]["answer"][1:], labels=r["labels"] + extra[key(r)]["labels"][1:]) for r in hard if key(r) in extra]
+        # a list stays valid without its random tail (a small corpus may have nothing past `random_from`)
+        rows = [dict(r, answer=r["answer"] + extra[key(r)]["answer"][1:], labels=r["labels"] + extra[key(r)]["labels"][1:]) if key(r) in extra else r
+                for r in hard]
     else:
         n = sum(c.startswith("negative_") for c in hard.column_names)
         rows = [{**r, **{f"negative_{n+i}": v for i, v in enumerate((extra[key(r)][c] for c in easy.column_names if c.startswith("negative_")), 1)}}
