@@ -8,15 +8,19 @@ import json, time, random, platform, shutil
 from pathlib import Path
 import yaml, torch, datasets
 import sentence_transformers, transformers
+import math
 from .core import seed_everything, detect_device, detect_precision, resolve_model, make_run_folder
-from .data import load_source, sample_pairs, to_pairs, split_by_query
+import pandas as pd
+from .data import load_source, sample_pairs, to_pairs, split_by_query, shape_of
 from .mining import load_embedder, mine_negatives
-from .losses import binary_cross_entropy_loss
-from .training import load_reranker, training_arguments, train_reranker
-from .evaluation import build_eval_set, compare_rerankers, rerank_scores, choose_fusion_weight, paired_comparison, verdict_line
+from .losses import LOSS_CATALOGUE
+from .training import load_reranker, fine_tune
+from .evaluation import (build_eval_set, eval_set_from_candidate_lists, compare_rerankers, rerank_scores,
+                                      choose_fusion_weight, paired_comparison, verdict_line, RerankingEvaluator)
 
 # %% auto #0
-__all__ = ['limit_queries', 'verdict', 'run_pipeline']
+__all__ = ['limit_queries', 'verdict', 'as_candidate_lists', 'rows_from_lists', 'load_job_data', 'choose_epochs', 'dev_guard',
+           'training_rows', 'job_eval_set', 'run_pipeline']
 
 # %% ../nbs/06_pipeline.ipynb #1f4dc323
 def limit_queries(ds: datasets.Dataset, # rows with a `query` column
@@ -53,74 +57,177 @@ def verdict(table, # the comparison table
     alone = table.loc["fine-tuned", "ndcg@10"]
     return line + f" The cross-encoder alone: {alone:.3f} ({'ahead of' if alone > base else 'behind'} the retriever)."
 
+# %% ../nbs/06_pipeline.ipynb #753a6eaa
+def as_candidate_lists(ds: datasets.Dataset, # labelled pairs or candidate lists
+                       threshold: float=0.5, # labelled pairs: the lowest label that counts as relevant
+                      ) -> datasets.Dataset: # `query`, `positive`, `negative`
+    "Candidate lists, grouping labelled pairs by query (first-seen order)."
+    if shape_of(ds) == "candidate_lists": return ds.select_columns(["query", "positive", "negative"])
+    lists = {}
+    for q, d, label in zip(ds["query"], ds["document"], ds["label"]):
+        lists.setdefault(q, ([], []))[0 if label >= threshold else 1].append(d)
+    return datasets.Dataset.from_dict({"query": list(lists), "positive": [p for p, _ in lists.values()], "negative": [n for _, n in lists.values()]})
+
+# %% ../nbs/06_pipeline.ipynb #958ffdd2
+def rows_from_lists(lists: datasets.Dataset, # `query`, `positive`, `negative`
+                    listwise: bool=False, # one row per query with `answer` and `labels` lists
+                    max_negatives: int|None=None, # keep at most this many negatives per query; None: all
+                    seed: int=12, # which negatives are kept
+                   ) -> datasets.Dataset: # `query`, `answer`, `label` (or `labels`)
+    "Training rows from labelled candidate lists: labelled pairs, or one labelled list per query."
+    rng, rows = random.Random(seed), []
+    for q, pos, neg in zip(lists["query"], lists["positive"], lists["negative"]):
+        neg = list(neg) if max_negatives is None or len(neg) <= max_negatives else rng.sample(list(neg), max_negatives)
+        rows.append((q, list(pos) + neg, [1.0]*len(pos) + [0.0]*len(neg)))
+    if listwise: return datasets.Dataset.from_dict({"query": [q for q, _, _ in rows], "answer": [d for _, d, _ in rows], "labels": [l for _, _, l in rows]})
+    flat = [(q, d, l) for q, docs, labels in rows for d, l in zip(docs, labels)]
+    return datasets.Dataset.from_dict({"query": [q for q, _, _ in flat], "answer": [d for _, d, _ in flat], "label": [l for _, _, l in flat]})
+
+# %% ../nbs/06_pipeline.ipynb #3de0cc73
+def _evaluable(lists: datasets.Dataset) -> datasets.Dataset:
+    "Candidate lists with at least one positive and one negative."
+    return lists.filter(lambda r: len(r["positive"]) > 0 and len(r["negative"]) > 0)
+
+def load_job_data(source=None, # a file, folder, Hub id, DataFrame or Dataset; None: the bundled sample
+                  column_mapping: dict|None=None, # {your column: canonical column}
+                  test_source=None, # held-out queries from here instead of a split of `source`
+                  dev_source=None, # dev queries from here instead of a split of the training queries
+                  max_queries: int|None=None, # keep this many queries of `source` (seeded)
+                  eval_size: float|int=0.2, # share (or number) of queries held out, without `test_source`
+                  dev_size: float|int=0.2, # share (or number) of training queries for dev, without `dev_source`; 0: none
+                  seed: int=12,
+                 ) -> dict: # `shape` ("pairs" or "candidate_lists"), `train`, `dev` (or None), `test`, `answers`
+    "Load the job's data and split it by query into train, dev and held-out test."
+    def load(s):
+        ds = sample_pairs() if s is None else load_source(s, column_mapping, extra_columns="drop")
+        if shape_of(ds) == "pairs": return ds
+        lists = as_candidate_lists(ds)
+        return lists if any(len(n) for n in lists["negative"]) else to_pairs(ds) # no negatives at all: mine them
+    full = load(source)
+    shape = "pairs" if "answer" in full.column_names else "candidate_lists"
+    data, test = limit_queries(full, max_queries, seed), load(test_source) if test_source is not None else None
+    if test is None: data, test = split_by_query(data, eval_size, seed).values()
+    dev = load(dev_source) if dev_source is not None else None
+    if dev is None and dev_size: data, dev = split_by_query(data, dev_size, seed).values()
+    if shape == "candidate_lists": test, dev = _evaluable(test), None if dev is None else _evaluable(dev)
+    extra = [] if shape == "candidate_lists" else list(test["answer"]) + (list(dev["answer"]) if dev is not None else [])
+    answers = None if shape == "candidate_lists" else list(dict.fromkeys(list(full["answer"]) + extra))
+    return {"shape": shape, "train": data, "dev": dev, "test": test, "answers": answers}
+
+# %% ../nbs/06_pipeline.ipynb #df858cc4
+def choose_epochs(n_rows: int, # training rows (pairs, or lists for a listwise loss)
+                  batch_size: int, # rows per step
+                  target_steps: int=1000, # optimizer steps to aim at
+                  most: int=6, # the cap; early stopping on dev usually stops sooner
+                 ) -> int: # whole epochs
+    "Enough passes over the data for about `target_steps` steps, at least 1 and at most `most`."
+    return max(1, min(most, math.ceil(target_steps*batch_size/max(n_rows, 1))))
+
+# %% ../nbs/06_pipeline.ipynb #a5f48d8a
+def dev_guard(curve: pd.Series, # dev NDCG@10 by fusion weight, from `choose_fusion_weight`
+             ) -> str: # one line
+    "One line on dev: do the cross-encoder, alone or fused, beat the retriever?"
+    base, alone, best, weight = curve[0.0], curve[1.0], curve.max(), curve[curve == curve.max()].index.max()
+    if best <= base:
+        return (f"On dev, neither the cross-encoder ({alone:.3f}) nor any fusion beats the retriever ({base:.3f}): "
+                "the job ships the retriever's order. Try more data, more epochs or another base model.")
+    return f"On dev: retriever {base:.3f}, cross-encoder alone {alone:.3f}, fused with weight {weight:g} {best:.3f}."
+
 # %% ../nbs/06_pipeline.ipynb #88b9e18f
-def _write_results(folder: Path, table, summary: str, timings: dict, fusion: dict, paired: dict):
+def _write_results(folder: Path, table, summary: str, timings: dict, fusion: dict, paired: dict, training: dict):
     "Write metrics.json and the comparison table (CSV and markdown)."
-    metrics = {"verdict": summary, "seconds": timings, "fusion": fusion, "shipped_vs_retriever": paired,
+    metrics = {"verdict": summary, "seconds": timings, "training": training, "fusion": fusion, "shipped_vs_retriever": paired,
                **{row: table.loc[row].to_dict() for row in table.index}}
     (folder/"metrics.json").write_text(json.dumps(metrics, indent=2))
     table.to_csv(folder/"comparison.csv")
     (folder/"comparison.md").write_text(table.round(4).to_markdown() + "\n")
 
 # %% ../nbs/06_pipeline.ipynb #99ef47be
+def training_rows(job: dict, # from `load_job_data`
+                  retriever, # the embedder, for mining
+                  listwise: bool, # whether the loss reads lists
+                  num_negatives: int, random_negatives: int, max_negatives: int|None, seed: int,
+                 ) -> datasets.Dataset:
+    "The job's training rows in the loss's format."
+    if job["shape"] == "candidate_lists": return rows_from_lists(job["train"], listwise, max_negatives, seed)
+    return mine_negatives(job["train"], retriever, num_negatives=num_negatives, random_negatives=random_negatives, seed=seed,
+                          output_format="labeled-list" if listwise else "labeled-pair")
+
+def job_eval_set(job: dict, part: str, retriever, top_k: int) -> list[dict]|None:
+    "Evaluation samples for `job[part]` (dev or test), ordered by the retriever."
+    if job[part] is None: return None
+    if job["shape"] == "candidate_lists": return eval_set_from_candidate_lists(job[part], embedder=retriever)
+    return build_eval_set(job[part], job["answers"], retriever, top_k=top_k)
+
+# %% ../nbs/06_pipeline.ipynb #5f2f050a
 def run_pipeline(source=None, # a file, folder, Hub id, DataFrame or Dataset; None: the bundled sample
                  column_mapping: dict|None=None, # {your column: canonical column}
                  run_dir: str|Path="runs/demo", # where results go
-                 max_queries: int|None=None, # use only this many queries (seeded)
-                 eval_size: float|int=0.2, # share (or number) of queries held out
+                 test_source=None, # held-out queries from this source instead of a split
+                 dev_source=None, # dev queries from this source instead of a split
+                 max_queries: int|None=None, # use only this many queries of `source` (seeded)
+                 eval_size: float|int=0.2, # share (or number) of queries held out, without `test_source`
                  seed: int=12, # one seed for split, mining and training
                  embedder: str="all-MiniLM-L6-v2", # retriever and miner
                  base_model: str="all-MiniLM-L6-v2", # the cross-encoder's starting point
-                 dev_size: float|int=0.2, # training queries held back to choose the fusion weight; 0: no fusion
-                 num_negatives: int=3, # hard negatives per training query
-                 random_negatives: int=2, # random negatives per training query
-                 epochs: float=4, # passes over the mined training pairs
-                 batch_size: int=16, # pairs per step
+                 loss: str="BinaryCrossEntropyLoss", # or a listwise loss such as "LambdaLoss"
+                 dev_size: float|int=0.2, # training queries held back for early stopping and fusion; 0: neither
+                 num_negatives: int=3, # pairs: hard negatives mined per training query
+                 random_negatives: int=2, # pairs: random negatives per training query
+                 max_negatives: int|None=None, # candidate lists: keep at most this many given negatives per query
+                 epochs: float|None=None, # None: `choose_epochs` from the data (early stopping on dev picks the best)
+                 batch_size: int=16, # rows per step
                  learning_rate: float=5e-5, # peak learning rate
                  max_length: int=128, # tokens per (query, answer) pair
-                 top_k: int=30, # retrieved documents reranked per held-out query
+                 top_k: int=30, # pairs: retrieved documents reranked per held-out query
+                 patience: int|None=3, # evaluations on dev without progress before stopping early
                  device: str|None=None, # None picks the best device
-                ) -> dict: # `table`, `verdict`, `run_dir`, `model`
-    "Fine-tune a reranker on `source`, fuse it with the retriever on dev, and compare on held-out queries."
+                ) -> dict: # `table`, `verdict`, `run_dir`, `model`, `fusion_weight`
+    "Fine-tune a reranker on `source`, early-stop and fuse it on dev, and compare on held-out queries."
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
-    if not isinstance(source, (str, Path, type(None))): config["source"] = f"<{type(source).__name__}>"
+    for k in ("source", "test_source", "dev_source"):
+        if not isinstance(config[k], (str, type(None))): config[k] = f"<{type(config[k]).__name__}>"
     start, timings = time.time(), {}
     seed_everything(seed)
     device = device or detect_device()
     _step(f"Loading data from {'the bundled sample' if source is None else config['source']}")
-    data = sample_pairs() if source is None else to_pairs(load_source(source, column_mapping, extra_columns="drop"))
-    parts = split_by_query(limit_queries(data, max_queries, seed), eval_size, seed)
-    inner = split_by_query(parts["train"], dev_size, seed) if dev_size else {"train": parts["train"], "eval": None}
+    job = load_job_data(source, column_mapping, test_source, dev_source, max_queries, eval_size, dev_size, seed)
     folder = make_run_folder(Path(run_dir).name, Path(run_dir).parent)
-    config.update(device=device, precision=detect_precision(device), resolved_embedder=resolve_model(embedder),
+    config.update(device=device, precision=detect_precision(device), shape=job["shape"], resolved_embedder=resolve_model(embedder),
                   resolved_base_model=resolve_model(base_model), versions=_versions())
     (folder/"config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    _step(f"{len(set(inner['train']['query']))} training, {len(set(inner['eval']['query'])) if dev_size else 0} dev and "
-          f"{len(set(parts['eval']['query']))} held-out queries; mining {num_negatives} hard + {random_negatives} random negatives per query with {embedder}")
+    count = lambda part: len(set(job[part]["query"])) if job[part] is not None else 0
+    _step(f"{count('train')} training, {count('dev')} dev and {count('test')} held-out queries ({job['shape'].replace('_', ' ')})")
     retriever = load_embedder(embedder, device)
-    train = mine_negatives(inner["train"], retriever, num_negatives=num_negatives, random_negatives=random_negatives, seed=seed)
-    timings["mining"] = round(time.time() - start, 1)
-    _step(f"Training a cross-encoder from {base_model} on {len(train)} labelled pairs ({epochs} epochs, {config['precision']}, {device})")
-    model = load_reranker(base_model, max_length=max_length, device=device)
-    args = training_arguments(folder/"checkpoints", epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, precision=config["precision"])
-    train_reranker(model, train, binary_cross_entropy_loss(model, train), args, save_to=folder/"model")
-    shutil.rmtree(folder/"checkpoints", ignore_errors=True) # no checkpoints are kept (save_strategy="no")
-    timings["training"] = round(time.time() - start - timings["mining"], 1)
-    alpha, fusion = None, {}
-    if dev_size:
+    listwise = LOSS_CATALOGUE[loss].family == "listwise"
+    train = training_rows(job, retriever, listwise, num_negatives, random_negatives, max_negatives, seed)
+    dev_set = job_eval_set(job, "dev", retriever, top_k)
+    timings["data"] = round(time.time() - start, 1)
+    epochs = epochs or choose_epochs(len(train), batch_size)
+    _step(f"Training a cross-encoder from {base_model} with {loss} on {len(train)} rows (up to {epochs:g} epochs, "
+          f"{'early stopping on dev NDCG@10, ' if dev_set else ''}{config['precision']}, {device})")
+    model = load_reranker(base_model, max_length=max_length, device=device, loss=loss)
+    fine_tune(model, train, loss, folder/"checkpoints", evaluator=RerankingEvaluator(dev_set, name="dev") if dev_set else None,
+              patience=patience, seed=seed, save_to=folder/"model", epochs=epochs, batch_size=batch_size,
+              learning_rate=learning_rate, precision=config["precision"], report_to="none", save_total_limit=1,
+              eval_steps=0.2, # five dev evaluations: each reranks the whole dev set
+              **({} if dev_set else {"save_strategy": "no"}))
+    shutil.rmtree(folder/"checkpoints", ignore_errors=True) # the best checkpoint is already in model/
+    timings["training"] = round(time.time() - start - timings["data"], 1)
+    alpha, fusion, guard = None, {}, ""
+    if dev_set:
         _step("Choosing the fusion weight on the dev queries")
-        dev_set = build_eval_set(inner["eval"], data["answer"], retriever, top_k=top_k)
         alpha, curve = choose_fusion_weight(dev_set, rerank_scores(model, dev_set))
-        fusion = {"weight": alpha, "dev_ndcg@10_by_weight": {str(k): round(v, 4) for k, v in curve.items()}}
-    _step(f"Reranking the retriever's top {top_k} for each held-out query")
-    eval_set = build_eval_set(parts["eval"], data["answer"], retriever, top_k=top_k)
+        fusion, guard = {"weight": alpha, "dev_ndcg@10_by_weight": {str(k): round(v, 4) for k, v in curve.items()}}, dev_guard(curve)
+    _step(f"Reranking {'the retriever' + chr(39) + f's top {top_k}' if job['shape'] == 'pairs' else 'the candidate list'} for each held-out query")
+    eval_set = job_eval_set(job, "test", retriever, top_k)
     table, queries = compare_rerankers(eval_set, {"fine-tuned": model}, fusion={"fine-tuned": alpha} if alpha is not None else None, per_query=True)
-    timings["evaluation"] = round(time.time() - start - timings["mining"] - timings["training"], 1)
+    timings["evaluation"] = round(time.time() - start - timings["data"] - timings["training"], 1)
     timings["total"] = round(time.time() - start, 1)
     shipped = "fine-tuned + retriever" if alpha is not None and alpha < 1 else "fine-tuned"
     paired = paired_comparison(queries[shipped]["ndcg@10"], queries["retriever"]["ndcg@10"], seed=seed)
-    summary = verdict(table, shipped, alpha) + "\n" + verdict_line(shipped, "retriever", paired)
-    _write_results(folder, table, summary, timings, fusion, paired)
+    summary = "\n".join(filter(None, [guard, verdict(table, shipped, alpha), verdict_line(shipped, "retriever", paired) + "."]))
+    _write_results(folder, table, summary, timings, fusion, paired, {"rows": len(train), "epochs": epochs, "loss": loss})
     print(table.round(3).to_markdown())
-    _step(f"{summary} Took {timings['total']:.0f} s; results and model in {folder}/")
+    _step(f"{summary}\nTook {timings['total']:.0f} s; results and model in {folder}/")
     return {"table": table, "verdict": summary, "run_dir": folder, "model": model, "fusion_weight": alpha}

@@ -50,3 +50,35 @@ def test_a_dataframe_source_is_recorded_by_type_in_the_config(tmp_path, tiny_ber
                           embedder=tiny_embedder, base_model=tiny_bert)
     config = yaml.safe_load((Path(result["run_dir"])/"config.yaml").read_text())
     assert config["source"] == "<DataFrame>" and config["column_mapping"] == {"question": "query"}
+
+def _candidate_lists(pairs, n_queries: int, offset: int):
+    "Candidate lists built from the sample: each question's answer plus four other answers as negatives."
+    import pandas as pd
+    df = pairs.to_pandas().drop_duplicates("query").reset_index(drop=True)
+    rows = []
+    for i in range(offset, offset + n_queries):
+        others = [df.answer[(i + k*7) % len(df)] for k in range(1, 5)]
+        rows.append({"query": df["query"][i], "positive": [df.answer[i]], "negative": others})
+    return pd.DataFrame(rows)
+
+def test_candidate_lists_with_their_own_test_and_dev_files(tmp_path, tiny_bert, tiny_embedder):
+    "TrecQA's shape: given negatives are trained on, given test and dev lists are reranked as they are."
+    from reranker_tune.data import sample_pairs
+    pairs = sample_pairs()
+    for name, n, offset in (("train", 40, 0), ("dev", 10, 100), ("test", 12, 200)):
+        _candidate_lists(pairs, n, offset).to_json(tmp_path/f"{name}.jsonl", orient="records", lines=True)
+    result = run_pipeline(source=tmp_path/"train.jsonl", test_source=tmp_path/"test.jsonl", dev_source=tmp_path/"dev.jsonl",
+                          run_dir=tmp_path/"lists", embedder=tiny_embedder, base_model=tiny_bert, max_negatives=2, epochs=1)
+    metrics = json.loads((Path(result["run_dir"])/"metrics.json").read_text())
+    assert metrics["retriever"]["queries"] == 12 and metrics["training"]["rows"] == 40*3 # 1 positive + 2 of 4 negatives each
+    assert len(metrics["fusion"]["dev_ndcg@10_by_weight"]) == 11 and result["verdict"].startswith("On dev")
+    config = yaml.safe_load((Path(result["run_dir"])/"config.yaml").read_text())
+    assert config["shape"] == "candidate_lists" and not (Path(result["run_dir"])/"checkpoints").exists()
+
+def test_a_listwise_loss_trains_on_mined_lists_and_epochs_come_from_the_data(tmp_path, tiny_bert, tiny_embedder):
+    result = run_pipeline(run_dir=tmp_path/"lambda", max_queries=30, loss="LambdaLoss", top_k=5, batch_size=8,
+                          embedder=tiny_embedder, base_model=tiny_bert, patience=1)
+    metrics = json.loads((Path(result["run_dir"])/"metrics.json").read_text())
+    assert metrics["training"]["loss"] == "LambdaLoss" and metrics["training"]["rows"] == 19 # one list per training query
+    assert metrics["training"]["epochs"] == 6 # 19 lists, 3 steps an epoch: the cap
+    assert result["model"].activation_fn.__class__.__name__ == "Identity" # listwise losses read raw logits
