@@ -6,7 +6,7 @@
 from __future__ import annotations
 import time, warnings
 from pathlib import Path
-import numpy as np, pandas as pd, datasets, scipy.stats, torch
+import numpy as np, pandas as pd, datasets, scipy.stats, torch, yaml
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 import ir_measures
@@ -14,14 +14,19 @@ from ir_measures import nDCG, RR, AP
 from sentence_transformers import SentenceTransformer, CrossEncoder
 from sentence_transformers.util import semantic_search
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
-from .core import resolve_model, detect_device
-from .data import DataError, load_source, positives_by_query
+from sentence_transformers.cross_encoder.evaluation import (CrossEncoderClassificationEvaluator, CrossEncoderCorrelationEvaluator,
+                                                           CrossEncoderNanoBEIREvaluator)
+from sentence_transformers.cross_encoder.evaluation.nano_beir import DATASET_NAME_TO_HUMAN_READABLE
+from .core import resolve_model, detect_device, hub_is_offline
+from .data import DataError, load_source, positives_by_query, shape_of
 
 # %% auto #0
-__all__ = ['MEASURES', 'found_share', 'build_eval_set', 'per_query_metrics', 'with_all_positives',
-           'eval_set_from_candidate_lists', 'rerank_scores', 'fuse_scores', 'choose_fusion_weight', 'compare_rerankers',
-           'RerankingEvaluator', 'bootstrap_ci', 'paired_comparison', 'verdict_line', 'count_parameters',
-           'timed_rerank_scores', 'evaluate_rerankers', 'plot_ndcg_vs_size', 'plot_wins_losses', 'save_comparison']
+__all__ = ['MEASURES', 'NANOBEIR_ID', 'NANOBEIR_SUBSETS', 'found_share', 'build_eval_set', 'per_query_metrics',
+           'with_all_positives', 'eval_set_from_candidate_lists', 'rerank_scores', 'fuse_scores',
+           'choose_fusion_weight', 'compare_rerankers', 'RerankingEvaluator', 'bootstrap_ci', 'paired_comparison',
+           'verdict_line', 'count_parameters', 'timed_rerank_scores', 'evaluate_rerankers', 'plot_ndcg_vs_size',
+           'plot_wins_losses', 'save_comparison', 'pair_task_evaluator', 'evaluate_pair_task', 'NanoBEIRUnavailable',
+           'nanobeir_evaluator', 'nanobeir_table']
 
 # %% ../nbs/05_evaluation.ipynb #cae35737
 def found_share(eval_set: list[dict], # samples with `positive` and `documents`
@@ -396,3 +401,106 @@ def save_comparison(result: dict, # from `evaluate_rerankers`
     plot_ndcg_vs_size(table).savefig(folder/"plots"/"ndcg_vs_size.png", dpi=120)
     plot_wins_losses(result["per_query"], judged).savefig(folder/"plots"/"wins_losses.png", dpi=120)
     return [folder/"comparison.csv", folder/"comparison.md", folder/"plots"/"ndcg_vs_size.png", folder/"plots"/"wins_losses.png"]
+
+# %% ../nbs/05_evaluation.ipynb #9d56fe55
+def pair_task_evaluator(ds: datasets.Dataset, # classified or scored pairs from `load_source`
+                        name: str="", # prefix of the metric names, e.g. "dev"
+                        num_labels: int|None=None, # the model's outputs; 1 for a one-output binary classifier, None: one per class
+                        batch_size: int=32, # pairs per forward pass
+                       ) -> BaseEvaluator: # `CrossEncoderClassificationEvaluator` or `CrossEncoderCorrelationEvaluator`
+    "sentence-transformers' evaluator for the task of `ds`: classes for classified pairs, correlation for scored pairs."
+    shape = shape_of(ds)
+    if shape not in ("classified_pairs", "scored_pairs"):
+        raise DataError(f"dataset: {shape} rows are reranking data; evaluate them with RerankingEvaluator or evaluate_rerankers.")
+    pairs, common = list(zip(ds["sentence1"], ds["sentence2"])), dict(name=name, batch_size=batch_size, show_progress_bar=False, write_csv=False)
+    if shape == "scored_pairs": return CrossEncoderCorrelationEvaluator(pairs, list(ds["score"]), **common)
+    evaluator = CrossEncoderClassificationEvaluator(pairs, list(ds["label"]), **common)
+    evaluator.primary_metric, evaluator.greater_is_better = ("average_precision" if num_labels == 1 else "f1_macro"), True
+    return evaluator
+
+# %% ../nbs/05_evaluation.ipynb #39075b3f
+_PAIR_METRIC_NAMES = {"f1_micro": "accuracy", "f1_macro": "macro-F1", "f1_weighted": "weighted-F1"}
+
+def evaluate_pair_task(ds: datasets.Dataset, # classified or scored pairs (held out)
+                       models: dict, # name -> CrossEncoder, local folder or Hub id
+                       batch_size: int=32, # pairs per forward pass
+                      ) -> pd.DataFrame: # one row per model
+    "Accuracy and macro-F1 (classified pairs) or Pearson and Spearman (scored pairs) of each model, from sentence-transformers' evaluators."
+    rows = {}
+    for label, model in models.items():
+        model = _as_cross_encoder(model)
+        metrics = pair_task_evaluator(ds, num_labels=model.num_labels, batch_size=batch_size)(model)
+        rows[label] = {_PAIR_METRIC_NAMES.get(k, k): float(v) for k, v in metrics.items() if not k.endswith("_threshold")}
+    table = pd.DataFrame(rows).T
+    first = [c for c in ("accuracy", "macro-F1", "pearson", "spearman") if c in table.columns]
+    table = table[first + [c for c in table.columns if c not in first]]
+    table.insert(0, "pairs", len(ds))
+    return table
+
+# %% ../nbs/05_evaluation.ipynb #c1d233fc
+NANOBEIR_ID = "sentence-transformers/NanoBEIR-en"
+NANOBEIR_SUBSETS = ("corpus", "queries", "qrels", "bm25")
+
+class NanoBEIRUnavailable(RuntimeError): "NanoBEIR was asked for, but neither the Hub nor a local copy can be used."
+
+def _nanobeir_unavailable(reason: str) -> NanoBEIRUnavailable:
+    "The error that explains NanoBEIR, why it cannot be loaded here, and the two ways to get it."
+    return NanoBEIRUnavailable(
+        f"NanoBEIR cannot be loaded: {reason}. NanoBEIR is a small retrieval benchmark (BEIR datasets cut to 50 queries and a few "
+        f"thousand documents each) that sentence-transformers' CrossEncoderNanoBEIREvaluator downloads from the Hugging Face Hub "
+        f"({NANOBEIR_ID}: subsets {', '.join(NANOBEIR_SUBSETS)}, one split per dataset such as NanoMSMARCO) to rerank each query's "
+        f"BM25 top-k. Either pass online=True on a machine that reaches the Hub (HF_HUB_OFFLINE unset), or download it once with "
+        f"`hf download {NANOBEIR_ID} --repo-type dataset --local-dir DIR` and pass local_folder=DIR.")
+
+# %% ../nbs/05_evaluation.ipynb #47990495
+def _declared_splits(folder: Path) -> dict[str, set[str]]:
+    "The splits of each config that a local dataset folder's README.md declares (the Hub's `configs:` metadata)."
+    readme = folder/"README.md"
+    if not readme.is_file(): raise _nanobeir_unavailable(f"{folder} has no README.md declaring its configs (not a copy of the Hub dataset)")
+    parts = readme.read_text(encoding="utf-8").split("---")
+    header = yaml.safe_load(parts[1]) if len(parts) > 2 else None
+    return {c["config_name"]: {f["split"] for f in c.get("data_files", []) if isinstance(f, dict)}
+            for c in (header or {}).get("configs", []) if isinstance(c, dict) and "config_name" in c}
+
+def _local_nanobeir_names(folder: Path, dataset_names) -> list[str]:
+    "The requested (or all available) NanoBEIR names whose split the folder declares in every subset."
+    declared = _declared_splits(folder)
+    have = [n for n, human in DATASET_NAME_TO_HUMAN_READABLE.items() if all(f"Nano{human}" in declared.get(s, ()) for s in NANOBEIR_SUBSETS)]
+    names = list(dataset_names) if dataset_names else have
+    missing = [n for n in names if n.lower() not in have]
+    if missing or not names:
+        raise _nanobeir_unavailable(f"{folder} lacks {missing or 'every dataset'}: each needs a split Nano<Name> in all of the configs "
+                                    f"{', '.join(NANOBEIR_SUBSETS)} (declared: { {k: sorted(v) for k, v in declared.items()} })")
+    return names
+
+# %% ../nbs/05_evaluation.ipynb #95b7aa33
+def nanobeir_evaluator(dataset_names: list[str]|None=None, # short names ("msmarco", "nq", ...); None: all but arguana and touche2020 (online), or all in `local_folder`
+                       online: bool=False, # allow the download from the Hub (also needs HF_HUB_OFFLINE unset)
+                       local_folder: str|Path|None=None, # a local copy of the Hub dataset; used whenever given
+                       rerank_k: int=100, # BM25 documents reranked per query
+                       at_k: int=10, # cut-off of MRR@k and NDCG@k
+                       batch_size: int=32, # pairs per forward pass
+                       **kwargs, # more `CrossEncoderNanoBEIREvaluator` options, e.g. always_rerank_positives=False
+                      ) -> CrossEncoderNanoBEIREvaluator:
+    "sentence-transformers' NanoBEIR reranking evaluator from a local copy, or from the Hub only when `online=True` and the Hub is reachable."
+    if local_folder is not None:
+        folder = Path(local_folder).expanduser()
+        dataset_id, dataset_names = str(folder), _local_nanobeir_names(folder, dataset_names)
+    elif not online: raise _nanobeir_unavailable("online=False (the default) and no local_folder was given")
+    elif hub_is_offline(): raise _nanobeir_unavailable("online=True, but the Hub is switched off here (HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1)")
+    else: dataset_id = NANOBEIR_ID
+    return CrossEncoderNanoBEIREvaluator(dataset_names=dataset_names, dataset_id=dataset_id, rerank_k=rerank_k, at_k=at_k,
+                                         batch_size=batch_size, write_csv=False, **kwargs)
+
+# %% ../nbs/05_evaluation.ipynb #e53f3b7c
+def nanobeir_table(metrics: dict, # what a `CrossEncoderNanoBEIREvaluator` returned
+                  ) -> pd.DataFrame: # one row per dataset and "mean"; base (BM25) and reranked MAP, MRR@k, NDCG@k
+    "The NanoBEIR metrics as a table: one row per dataset plus the mean, base (BM25 order) beside reranked."
+    rows = {}
+    for key, value in metrics.items():
+        if key.startswith("NanoBEIR_"): dataset, metric = "mean", key.split("_", 3)[3]
+        else: dataset, _, metric = key.split("_", 2)
+        rows.setdefault(dataset, {})[metric] = float(value)
+    table = pd.DataFrame(rows).T
+    reranked = sorted((c for c in table.columns if not c.startswith("base_")), key=lambda c: ["ndcg", "mrr", "map"].index(c.split("@")[0]))
+    return table[[c for m in reranked for c in (f"base_{m}", m)]]

@@ -10,6 +10,7 @@ import pandas as pd
 from sentence_transformers import CrossEncoder
 from sentence_transformers.cross_encoder import losses as ce_losses
 from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+from sentence_transformers.util.dataset import DEFAULT_LABEL_COLUMNS
 from .data import check_dataset_for_loss, LOSS_CONTRACTS, DataError, _contract_for
 
 # %% auto #0
@@ -19,21 +20,25 @@ __all__ = ['LOSS_CATALOGUE', 'WEIGHTING_SCHEMES', 'LossInfo', 'loss_table', 'los
 # %% ../nbs/03_losses.ipynb #54b702b3
 @dataclass(frozen=True)
 class LossInfo:
-    "How to feed one loss: its activation and the mining output that produces its rows."
+    "How to feed one loss: its activation, where its rows come from, and the task it serves."
     activation: str # what the loss applies to the logits, and what the model must apply when it predicts: "identity" or "sigmoid"
     mining_format: str # `mine_negatives(output_format=...)` that produces its rows, or how to get them
     family: str # "pointwise", "in-batch", "pairwise", "listwise"
     note: str = "" # when to pick it
+    task: str = "reranking" # what the trained model does: "reranking", "pair classification", "similarity", "distillation"
 
 # %% ../nbs/03_losses.ipynb #138293a8
 _LISTWISE = "labeled-list"
 LOSS_CATALOGUE = {
-    "BinaryCrossEntropyLoss": LossInfo("sigmoid", "labeled-pair", "pointwise", "the default: mined pairs with 0/1 labels"),
-    "CrossEntropyLoss": LossInfo("identity", "labeled-pair, label = class index", "pointwise", "graded classes; num_labels = classes"),
+    "BinaryCrossEntropyLoss": LossInfo("sigmoid", "labeled-pair; or scored_pairs as loaded, scores in [0, 1]", "pointwise",
+                                       "the default: mined pairs with 0/1 labels", "reranking; similarity (soft labels)"),
+    "CrossEntropyLoss": LossInfo("identity", "not mined: classified_pairs as loaded (label = class id)", "pointwise",
+                                 "classes of a pair (NLI, duplicates); num_labels = number of classes", "pair classification"),
     "MultipleNegativesRankingLoss": LossInfo("sigmoid", "triplet or n-tuple", "in-batch", "only positives: other rows are negatives"),
     "CachedMultipleNegativesRankingLoss": LossInfo("sigmoid", "triplet or n-tuple", "in-batch", "as MNRL, large batches in little memory"),
-    "MSELoss": LossInfo("identity", "labeled-pair, label = teacher score", "pointwise", "distillation from a teacher's logits"),
-    "MarginMSELoss": LossInfo("identity", "n-tuple, label = teacher margins", "pairwise", "distillation of score gaps"),
+    "MSELoss": LossInfo("identity", "labeled-pair, label = teacher score; or scored_pairs as loaded", "pointwise",
+                        "similarity scores (STS-B style), or distillation from a teacher's logits", "similarity; distillation"),
+    "MarginMSELoss": LossInfo("identity", "n-tuple, label = teacher margins", "pairwise", "distillation of score gaps", "distillation"),
     "LambdaLoss": LossInfo("identity", _LISTWISE, "listwise", "the strongest listwise loss; see its weighting schemes"),
     "ListNetLoss": LossInfo("identity", _LISTWISE, "listwise", "softmax cross-entropy over each list"),
     "ListMLELoss": LossInfo("identity", _LISTWISE, "listwise", "likelihood of the true order"),
@@ -49,8 +54,8 @@ WEIGHTING_SCHEMES = {"ndcg2pp": ce_losses.NDCGLoss2PPScheme, "ndcg2": ce_losses.
 
 # %% ../nbs/03_losses.ipynb #1a71b7d8
 def loss_table() -> pd.DataFrame: # one row per loss
-    "Every cross-encoder loss with its inputs, labels, model outputs, activation and mining format."
-    return pd.DataFrame([{"loss": name, "family": info.family, "inputs": LOSS_CONTRACTS[name].inputs_text,
+    "Every cross-encoder loss with its task, inputs, labels, model outputs, activation and where its rows come from."
+    return pd.DataFrame([{"loss": name, "task": info.task, "family": info.family, "inputs": LOSS_CONTRACTS[name].inputs_text,
                           "label": LOSS_CONTRACTS[name].label or "none",
                           "model labels": LOSS_CONTRACTS[name].num_labels or "classes",
                           "activation": info.activation, "mine with": info.mining_format, "pick it for": info.note}
@@ -94,16 +99,20 @@ def check_activation(model: CrossEncoder, # the cross-encoder to train
     return model
 
 # %% ../nbs/03_losses.ipynb #d22a1fdc
+def _label_column(ds: datasets.Dataset) -> str:
+    "The column sentence-transformers reads the labels from: the first of `label`, `labels`, `score`, `scores`."
+    return next(c for c in DEFAULT_LABEL_COLUMNS if c in ds.column_names)
+
 def binary_cross_entropy_loss(model: CrossEncoder, # a cross-encoder with `num_labels=1`
                               train_dataset: datasets.Dataset, # (query, document, label) rows, labels in [0, 1]
-                              pos_weight: float|None=None, # None: the dataset's negative/positive ratio
+                              pos_weight: float|None=None, # None: the data's negative/positive ratio (1 for soft labels)
                              ) -> BinaryCrossEntropyLoss:
     "A `BinaryCrossEntropyLoss` whose `pos_weight` matches the data, after checking the data fits it."
     check_dataset_for_loss(train_dataset, BinaryCrossEntropyLoss, model.num_labels)
     if pos_weight is None:
-        labels = torch.tensor(train_dataset["label"], dtype=torch.float)
-        positives = float((labels >= 0.5).sum())
-        pos_weight = (len(labels) - positives)/positives if positives else 1.0
+        labels = torch.tensor(train_dataset[_label_column(train_dataset)], dtype=torch.float)
+        positives, soft = float((labels >= 0.5).sum()), bool(((labels > 0) & (labels < 1)).any())
+        pos_weight = (len(labels) - positives)/positives if positives and not soft else 1.0
     return BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(pos_weight))
 
 # %% ../nbs/03_losses.ipynb #0b06e216
@@ -117,11 +126,11 @@ def _weighting(scheme) -> object:
 # %% ../nbs/03_losses.ipynb #084f0049
 def _check_lists(ds: datasets.Dataset, name: str):
     "Listwise losses read a list of documents and a list of labels per row; pointwise ones read one of each."
-    wants_lists, first = LOSS_CONTRACTS[name].label == "list", ds[0]
+    wants_lists, first, source = LOSS_CONTRACTS[name].label == "list", ds[0], LOSS_CATALOGUE[name].mining_format
     has_lists = isinstance(first[ds.column_names[1]], list)
     if wants_lists != has_lists:
         raise DataError(f"{name} reads {LOSS_CONTRACTS[name].inputs_text} rows, but column '{ds.column_names[1]}' holds "
-                        f"{'lists' if has_lists else 'single texts'}. Mine with output_format='{LOSS_CATALOGUE[name].mining_format}'.")
+                        f"{'lists' if has_lists else 'single texts'}. " + (f"Mine with output_format='{source}'." if wants_lists else f"Its rows: {source}."))
 
 # %% ../nbs/03_losses.ipynb #ef0d3c2f
 def make_loss(loss, # a loss name such as "LambdaLoss", or its class
