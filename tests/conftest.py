@@ -38,6 +38,14 @@ def tiny_bert(tiny_tokenizer_folder, tmp_path_factory) -> str:
     return str(folder)
 
 @pytest.fixture(scope="session")
+def tiny_encoder(tiny_bert, tmp_path_factory) -> str:
+    "tiny_bert without its one-output head: load_reranker refuses to swap a checkpoint's trained head for another size."
+    from transformers import AutoModel, AutoTokenizer
+    folder = str(tmp_path_factory.mktemp("tiny-encoder"))
+    AutoModel.from_pretrained(tiny_bert).save_pretrained(folder); AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
+    return folder
+
+@pytest.fixture(scope="session")
 def tiny_embedder(tiny_tokenizer_folder, tmp_path_factory) -> str:
     "A random StaticEmbedding bi-encoder, saved as a SentenceTransformer folder."
     import torch

@@ -32,14 +32,6 @@ def one_step(model, loss, rows, tmp_path):
 
 CASES = [(name, None) for name in LOSS_CATALOGUE] + [("LambdaLoss", s) for s in WEIGHTING_SCHEMES]
 
-@pytest.fixture(scope="module")
-def tiny_encoder(tiny_bert, tmp_path_factory) -> str:
-    "tiny_bert without its one-output head: load_reranker refuses to swap a checkpoint's trained head for another size."
-    from transformers import AutoModel, AutoTokenizer
-    folder = str(tmp_path_factory.mktemp("tiny-encoder"))
-    AutoModel.from_pretrained(tiny_bert).save_pretrained(folder); AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
-    return folder
-
 @pytest.mark.parametrize("name,scheme", CASES)
 def test_every_loss_builds_and_steps(tiny_bert, tiny_encoder, tmp_path, name, scheme):
     num_labels = 3 if LOSS_CONTRACTS[name].num_labels is None else 1

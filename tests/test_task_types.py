@@ -118,10 +118,10 @@ def _fine_tune(model, train, loss, evaluator, out):
 # check the wiring: training runs with the evaluator picking the checkpoint, and the table reports exactly what
 # sentence-transformers' evaluator computes, which scikit-learn / scipy confirm on the model's own predictions.
 
-def test_three_class_cross_entropy_trains_and_is_evaluated(tiny_bert, tmp_path):
+def test_three_class_cross_entropy_trains_and_is_evaluated(tiny_encoder, tmp_path):
     from sklearn.metrics import accuracy_score, f1_score
     train, held_out = keyword_pairs(48, 0, "classified_pairs"), keyword_pairs(30, 1, "classified_pairs")
-    model = load_reranker(tiny_bert, device="cpu", num_labels=3, loss="CrossEntropyLoss")
+    model = load_reranker(tiny_encoder, device="cpu", num_labels=3, loss="CrossEntropyLoss")
     assert _fine_tune(model, train, "CrossEntropyLoss", pair_task_evaluator(held_out, name="dev", num_labels=3), tmp_path/"out") > 0
     table = evaluate_pair_task(held_out, {"trained": model})
     assert list(table.columns) == ["pairs", "accuracy", "macro-F1", "weighted-F1"] and table.loc["trained", "pairs"] == 30
@@ -129,12 +129,12 @@ def test_three_class_cross_entropy_trains_and_is_evaluated(tiny_bert, tmp_path):
     assert table.loc["trained", "accuracy"] == pytest.approx(accuracy_score(held_out["label"], predicted))
     assert table.loc["trained", "macro-F1"] == pytest.approx(f1_score(held_out["label"], predicted, average="macro"))
 
-def test_sentence_transformers_classification_evaluator_alone_cannot_pick_a_checkpoint(tiny_bert, tmp_path):
+def test_sentence_transformers_classification_evaluator_alone_cannot_pick_a_checkpoint(tiny_encoder, tmp_path):
     "Why pair_task_evaluator sets the primary metric up front: the bare evaluator has none until it first runs."
     from sentence_transformers.cross_encoder.evaluation import CrossEncoderClassificationEvaluator
     train, held_out = keyword_pairs(16, 0, "classified_pairs"), keyword_pairs(6, 1, "classified_pairs")
     bare = CrossEncoderClassificationEvaluator(list(zip(held_out["sentence1"], held_out["sentence2"])), held_out["label"], write_csv=False)
-    model = load_reranker(tiny_bert, device="cpu", num_labels=3, loss="CrossEntropyLoss")
+    model = load_reranker(tiny_encoder, device="cpu", num_labels=3, loss="CrossEntropyLoss")
     with pytest.raises(AttributeError, match="primary_metric"): _fine_tune(model, train, "CrossEntropyLoss", bare, tmp_path/"out")
 
 def test_regression_with_mse_is_evaluated_by_correlation(tiny_bert, tmp_path):
