@@ -14,7 +14,7 @@ import pandas as pd
 from .data import load_source, sample_pairs, to_pairs, split_by_query, shape_of
 from .mining import load_embedder, mine_negatives
 from .losses import LOSS_CATALOGUE
-from .training import load_reranker, fine_tune
+from .training import load_reranker, fine_tune, labelled_pairs_from_lists
 from .evaluation import (build_eval_set, eval_set_from_candidate_lists, compare_rerankers, rerank_scores,
                                       choose_fusion_weight, paired_comparison, verdict_line, RerankingEvaluator)
 
@@ -73,15 +73,14 @@ def rows_from_lists(lists: datasets.Dataset, # `query`, `positive`, `negative`
                     listwise: bool=False, # one row per query with `answer` and `labels` lists
                     max_negatives: int|None=None, # keep at most this many negatives per query; None: all
                     seed: int=12, # which negatives are kept
-                   ) -> datasets.Dataset: # `query`, `answer`, `label` (or `labels`)
+                   ) -> datasets.Dataset: # `query`, `document`, `label` (or `query`, `answer`, `labels`)
     "Training rows from labelled candidate lists: labelled pairs, or one labelled list per query."
+    if not listwise: return labelled_pairs_from_lists(lists, negatives_per_query=max_negatives, seed=seed)
     rng, rows = random.Random(seed), []
     for q, pos, neg in zip(lists["query"], lists["positive"], lists["negative"]):
         neg = list(neg) if max_negatives is None or len(neg) <= max_negatives else rng.sample(list(neg), max_negatives)
         rows.append((q, list(pos) + neg, [1.0]*len(pos) + [0.0]*len(neg)))
-    if listwise: return datasets.Dataset.from_dict({"query": [q for q, _, _ in rows], "answer": [d for _, d, _ in rows], "labels": [l for _, _, l in rows]})
-    flat = [(q, d, l) for q, docs, labels in rows for d, l in zip(docs, labels)]
-    return datasets.Dataset.from_dict({"query": [q for q, _, _ in flat], "answer": [d for _, d, _ in flat], "label": [l for _, _, l in flat]})
+    return datasets.Dataset.from_dict({"query": [q for q, _, _ in rows], "answer": [d for _, d, _ in rows], "labels": [l for _, _, l in rows]})
 
 # %% ../nbs/06_pipeline.ipynb #3de0cc73
 def _evaluable(lists: datasets.Dataset) -> datasets.Dataset:
