@@ -12,6 +12,16 @@ def _sentences() -> list[str]:
     pairs = sample_pairs()
     return list(pairs["query"]) + list(pairs["answer"])
 
+def labelled_sample_rows(n_queries: int, wrong_offset: int):
+    "A right answer and a wrong one (the answer `wrong_offset` questions on) for each of the first sample questions."
+    import datasets
+    from reranker_tune.data import sample_pairs
+    pairs = sample_pairs().select(range(n_queries))
+    answers = pairs["answer"]
+    return datasets.Dataset.from_dict({"query": [q for q in pairs["query"] for _ in range(2)],
+                                       "document": [d for i, a in enumerate(answers) for d in (a, answers[(i + wrong_offset) % n_queries])],
+                                       "label": [1.0, 0.0]*n_queries})
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer_folder(tmp_path_factory) -> Path:
     "A WordPiece vocabulary trained on the bundled sample, saved as a BERT tokenizer."

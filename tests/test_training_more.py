@@ -10,15 +10,13 @@ from reranker_tune.losses import make_loss
 from reranker_tune.training import (LengthGroupedBatchSampler, _row_lengths, padding_share, metric_key, fine_tune_arguments,
                                     fine_tune, load_reranker, largest_batch_size, training_step, train_from_config, main)
 
+from conftest import labelled_sample_rows
+
 VENV_BIN = Path(sys.executable).parent
 
 def labelled_rows(n_queries=12) -> datasets.Dataset:
     "A positive and a wrong answer for each of the first sample questions."
-    pairs = sample_pairs().select(range(n_queries))
-    answers = pairs["answer"]
-    return datasets.Dataset.from_dict({"query": [q for q in pairs["query"] for _ in range(2)],
-                                       "document": [d for i, a in enumerate(answers) for d in (a, answers[(i + 5) % n_queries])],
-                                       "label": [1.0, 0.0]*n_queries})
+    return labelled_sample_rows(n_queries, wrong_offset=5)
 
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_the_sampler_uses_every_row_once_per_epoch(drop_last):

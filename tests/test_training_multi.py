@@ -12,15 +12,13 @@ from reranker_tune.training import (load_reranker, classification_head_size, Hea
                                     batches_per_epoch, transfer_then_adapt, fine_tune_stages, labelled_pairs_from_lists,
                                     LengthGroupedBatchSampler, LengthGroupedWhere, _trainer_inputs, _report_to, save_model)
 
+from conftest import labelled_sample_rows
+
 OPTIONS = dict(epochs=1, batch_size=4, precision="fp32", disable_tqdm=True, report_to="none", learning_rate=1e-3, save_strategy="no")
 
 def labelled(n_queries: int) -> datasets.Dataset:
     "A right and a wrong answer for each of the first sample questions."
-    pairs = sample_pairs().select(range(n_queries))
-    answers = pairs["answer"]
-    return datasets.Dataset.from_dict({"query": [q for q in pairs["query"] for _ in range(2)],
-                                       "document": [d for i, a in enumerate(answers) for d in (a, answers[(i + 3) % n_queries])],
-                                       "label": [1.0, 0.0]*n_queries})
+    return labelled_sample_rows(n_queries, wrong_offset=3)
 
 def triplets(n: int) -> datasets.Dataset:
     pairs = sample_pairs().select(range(n))
