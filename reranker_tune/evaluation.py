@@ -21,12 +21,12 @@ from .core import resolve_model, detect_device, hub_is_offline
 from .data import DataError, load_source, positives_by_query, shape_of
 
 # %% auto #0
-__all__ = ['MEASURES', 'NANOBEIR_ID', 'NANOBEIR_SUBSETS', 'found_share', 'build_eval_set', 'per_query_metrics',
-           'with_all_positives', 'eval_set_from_candidate_lists', 'rerank_scores', 'fuse_scores',
-           'choose_fusion_weight', 'compare_rerankers', 'RerankingEvaluator', 'bootstrap_ci', 'paired_comparison',
-           'verdict_line', 'count_parameters', 'timed_rerank_scores', 'evaluate_rerankers', 'plot_ndcg_vs_size',
-           'plot_wins_losses', 'save_comparison', 'pair_task_evaluator', 'evaluate_pair_task', 'NanoBEIRUnavailable',
-           'nanobeir_evaluator', 'nanobeir_table']
+__all__ = ['MEASURES', 'RETRIEVER', 'CROSS_ENCODER', 'FUSION', 'NANOBEIR_ID', 'NANOBEIR_SUBSETS', 'found_share', 'build_eval_set',
+           'per_query_metrics', 'with_all_positives', 'eval_set_from_candidate_lists', 'rerank_scores', 'fuse_scores',
+           'choose_fusion_weight', 'shipped_system', 'compare_rerankers', 'RerankingEvaluator', 'bootstrap_ci',
+           'paired_comparison', 'verdict_line', 'count_parameters', 'timed_rerank_scores', 'evaluate_rerankers',
+           'plot_ndcg_vs_size', 'plot_wins_losses', 'save_comparison', 'pair_task_evaluator', 'evaluate_pair_task',
+           'NanoBEIRUnavailable', 'nanobeir_evaluator', 'nanobeir_table']
 
 # %% ../nbs/05_evaluation.ipynb #cae35737
 def found_share(eval_set: list[dict], # samples with `positive` and `documents`
@@ -203,9 +203,19 @@ def choose_fusion_weight(dev_set: list[dict], # dev samples from `build_eval_set
                          scores: list, # the reranker's scores on `dev_set`
                          alphas=tuple(np.round(np.linspace(0, 1, 11), 2)), # candidate weights
                         ) -> tuple[float, pd.Series]: # the best weight, and dev NDCG@10 for each
-    "The reranker weight with the best NDCG@10 on the dev set (ties go to the larger weight)."
-    ndcg = pd.Series({a: per_query_metrics(dev_set, fuse_scores(dev_set, scores, a))["ndcg@10"].mean() for a in alphas})
-    return float(ndcg[ndcg == ndcg.max()].index.max()), ndcg
+    "The reranker weight with the best NDCG@10 on dev; ties go to the smaller weight (the retriever's side)."
+    ndcg = pd.Series({a: per_query_metrics(dev_set, fuse_scores(dev_set, scores, a))["ndcg@10"].mean()
+                      for a in alphas})
+    return float(ndcg[ndcg >= ndcg.max() - 1e-12].index.min()), ndcg
+
+# %% ../nbs/05_evaluation.ipynb #32204fed
+RETRIEVER, CROSS_ENCODER, FUSION = "retriever", "fine-tuned", "fine-tuned + retriever" # result rows
+
+def shipped_system(weight: float|None, # the fusion weight chosen on dev; None: no dev set, no choice
+                  ) -> str: # `RETRIEVER`, `CROSS_ENCODER` or `FUSION`
+    "The system a fusion weight stands for: 0 the retriever's order, 1 the cross-encoder alone, else the fusion."
+    if weight is None or weight >= 1: return CROSS_ENCODER
+    return RETRIEVER if weight <= 0 else FUSION
 
 # %% ../nbs/05_evaluation.ipynb #a7fb1893
 def compare_rerankers(eval_set: list[dict], # samples from `build_eval_set`
