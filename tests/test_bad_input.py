@@ -64,3 +64,79 @@ def test_sqlite_with_several_tables_asks_which(tmp_path):
 def test_hub_id_fails_fast_when_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match="offline"): load_source("some-user/some-dataset-that-is-not-cached")
+
+# --- the job's parameters and data: refused before anything is written, the previous finished run kept ------------
+
+from reranker_tune.pipeline import ConfigError
+from reranker_tune.data import sample_pairs
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_bert, tiny_embedder):
+    "A finished tiny run at runs/demo, and the bytes of its metrics.json."
+    runs = tmp_path_factory.mktemp("job")/"runs"
+    source = sample_pairs().to_pandas().head(30)
+    run_pipeline(source=source, run_dir=runs/"demo", embedder=tiny_embedder, base_model=tiny_bert, epochs=1, top_k=30)
+    return runs, (runs/"demo"/"metrics.json").read_bytes()
+
+def _labelled(path, labels):
+    rows = [{"query": f"question {i//2}", "document": f"answer {i}", "label": v} for i, v in enumerate(labels)]
+    return _jsonl(path, rows)
+
+PARAMETERS = {
+    "negative epochs": ({"epochs": -1}, "epochs=-1: a number > 0"),
+    "non-numeric epochs": ({"epochs": "two"}, "epochs='two'"),
+    "batch size 0": ({"batch_size": 0}, "batch_size=0: a whole number >= 1"),
+    "learning rate abc": ({"learning_rate": "abc"}, "learning_rate='abc': a number > 0"),
+    "top_k 0": ({"top_k": 0}, "top_k=0: a whole number >= 1"),
+    "max_length 0": ({"max_length": 0}, "max_length=0"),
+    "max_length above positions": ({"max_length": 100_000}, "max_length=100000: at most 256"),
+    "negative random negatives": ({"random_negatives": -2}, "random_negatives=-2"),
+    "unknown device": ({"device": "gpu0"}, "device='gpu0'"),
+    "unknown loss": ({"loss": "FocalLoss"}, "loss='FocalLoss': unknown loss"),
+    "a loss the job cannot feed (MNRL)": ({"loss": "MultipleNegativesRankingLoss"}, "a loss the job cannot feed"),
+    "a loss the job cannot feed (CE)": ({"loss": "CrossEntropyLoss"}, "a loss the job cannot feed"),
+    "unknown parameter": ({"epoch": 2}, "unknown parameter(s) ['epoch']"),
+}
+
+@pytest.mark.parametrize("case", list(PARAMETERS))
+def test_bad_parameters_are_refused_and_the_previous_run_is_kept(case, finished, tiny_bert, tiny_embedder):
+    runs, before = finished
+    options, message = PARAMETERS[case]
+    with pytest.raises(ConfigError) as err:
+        run_pipeline(run_dir=runs/"demo", embedder=tiny_embedder, base_model=tiny_bert, **options)
+    assert message in str(err.value)
+    assert (runs/"demo"/"metrics.json").read_bytes() == before and sorted(p.name for p in runs.iterdir()) == ["demo"]
+
+JOB_DATA = {
+    "labels 2 and -1": (lambda d: _labelled(d/"l.jsonl", [1, 0, 2, 0, -1, 1]), "column 'label' is outside [0, 1] in 2 row(s) (0-based: 2, 4)"),
+    "no positive label": (lambda d: _labelled(d/"l.jsonl", [0, 0, 0, 0]), "marks no row relevant"),
+}
+
+@pytest.mark.parametrize("case", list(JOB_DATA))
+def test_bad_job_data_is_refused_and_the_previous_run_is_kept(case, finished, tmp_path, tiny_bert, tiny_embedder):
+    runs, before = finished
+    make, message = JOB_DATA[case]
+    source = make(tmp_path)
+    with pytest.raises(DataError) as err:
+        run_pipeline(source=source, run_dir=runs/"demo", embedder=tiny_embedder, base_model=tiny_bert)
+    assert message in str(err.value) and str(source) in str(err.value)
+    assert (runs/"demo"/"metrics.json").read_bytes() == before and sorted(p.name for p in runs.iterdir()) == ["demo"]
+
+def test_a_test_source_that_shares_queries_with_training_is_refused(finished, tmp_path, tiny_bert, tiny_embedder):
+    runs, before = finished
+    path = _jsonl(tmp_path/"qa.jsonl", [{"query": f"question {i}", "answer": f"answer {i}"} for i in range(12)])
+    with pytest.raises(DataError, match=r"source .*qa.jsonl and test_source .*qa.jsonl share \d+ quer"):
+        run_pipeline(source=path, test_source=path, run_dir=runs/"demo", embedder=tiny_embedder, base_model=tiny_bert)
+    assert (runs/"demo"/"metrics.json").read_bytes() == before
+
+@pytest.mark.parametrize("stop", [RuntimeError("disk full"), KeyboardInterrupt()])
+def test_a_run_that_fails_midway_keeps_the_previous_run(stop, finished, monkeypatch, tiny_bert, tiny_embedder):
+    "Training starts, then fails or is interrupted: the staging folder goes, the finished run stays as it was."
+    from reranker_tune import pipeline
+    runs, before = finished
+    def broken(*args, **kwargs): raise stop
+    monkeypatch.setattr(pipeline, "fine_tune", broken)
+    with pytest.raises(type(stop)):
+        run_pipeline(source=sample_pairs().to_pandas().head(30), run_dir=runs/"demo", embedder=tiny_embedder,
+                     base_model=tiny_bert, epochs=1)
+    assert (runs/"demo"/"metrics.json").read_bytes() == before and sorted(p.name for p in runs.iterdir()) == ["demo"]
