@@ -201,8 +201,8 @@ def test_ctrl_c_during_a_run_prints_one_line_and_leaves_nothing_running(tmp_path
     before = _finished_run(runs_dir/"x", {"epochs": 2}) if previous else {}
     assert main(["run", "--name", "x", "--runs-dir", str(runs_dir), "--param", "epochs=1"]) == 130
     err = capsys.readouterr().err.splitlines()
-    kept = "the previous finished run is kept" if previous else "there is no earlier finished run of it"
-    assert err == [f"reranker-tune: interrupted; x was not finished, {'' if previous else 'and '}{kept}"]
+    kept = "the previous finished run is kept" if previous else "and it has no finished run"
+    assert err == [f"reranker-tune: interrupted; x was not finished, {kept}"]
     assert _running_records(tmp_path) == [] and not list(runs_dir.glob(".*")) and not (runs_dir/"x.failed").exists()
     if previous: assert {p.name: p.read_bytes() for p in (runs_dir/"x").iterdir()} == before
 
