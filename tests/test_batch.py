@@ -146,52 +146,57 @@ def test_runs_inside_nbs_are_refused(capsys):
 # ---- one run's folders: staged aside, swapped in at the end (no papermill: `_execute` is replaced) ----
 
 def _fake_execute(mode: str, fail: list):
-    "Stands in for papermill + run_pipeline: writes the notebook, then the run folder in place ('direct', today's "
-    "run_pipeline) or built aside and swapped in ('swap', the atomic run_pipeline); raises when `fail` holds an error."
+    """Stands in for papermill + run_pipeline: writes the notebook, then the run folder in place ('direct', today's
+    run_pipeline) or built aside and swapped in ('swap', the atomic run_pipeline); raises `fail[0]` if any."""
     def execute(notebook, output, run_dir, params, log_output):
         output.write_text(json.dumps({"cells": [], "params": params}))
         if fail: raise fail[0]
-        if mode == "direct": run_dir.mkdir(parents=True, exist_ok=True); (run_dir/"metrics.json").write_text(json.dumps(params))
-        else:
-            aside = run_dir.with_name(f".{run_dir.name}.partial-x1"); aside.mkdir()
-            (aside/"metrics.json").write_text(json.dumps(params))
-            if run_dir.exists(): shutil.rmtree(run_dir)
-            aside.rename(run_dir)
+        if mode == "direct":
+            run_dir.mkdir(parents=True, exist_ok=True); (run_dir/"metrics.json").write_text(json.dumps(params))
+            return
+        aside = run_dir.with_name(f".{run_dir.name}.partial-x1"); aside.mkdir()
+        (aside/"metrics.json").write_text(json.dumps(params))
+        if run_dir.exists(): shutil.rmtree(run_dir)
+        aside.rename(run_dir)
     return execute
+
+def _files(folder: Path) -> dict: return {p.name: p.read_bytes() for p in folder.iterdir()}
+def _status(folder: Path) -> str: return json.loads((folder/"batch.json").read_text())["status"]
 
 @pytest.mark.parametrize("mode", ["direct", "swap"])
 def test_a_run_folder_changes_only_when_a_run_finishes(tmp_path, monkeypatch, mode):
     fail = []
     monkeypatch.setattr(batch, "_execute", _fake_execute(mode, fail))
-    runs_dir, name = tmp_path/"runs", "lr"
-    assert batch.execute_run(name, {"epochs": 1}, runs_dir, notebook=Path("nb.ipynb")) == "finished"
+    runs_dir, name, notebook = tmp_path/"runs", "lr", Path("nb.ipynb")
+    assert batch.execute_run(name, {"epochs": 1}, runs_dir, notebook) == "finished"
     folder = runs_dir/name
     assert sorted(p.name for p in runs_dir.iterdir()) == [name] # no staging folder left
-    assert sorted(p.name for p in folder.iterdir()) == ["batch.json", "metrics.json", "pipeline.ipynb"]
-    assert json.loads((folder/"batch.json").read_text())["status"] == "finished" and batch.is_finished(folder, {"epochs": 1})
-    finished = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert sorted(_files(folder)) == ["batch.json", "metrics.json", "pipeline.ipynb"]
+    assert _status(folder) == "finished" and batch.is_finished(folder, {"epochs": 1})
+    finished = _files(folder)
 
     fail.append(RuntimeError("first failure"))
-    assert batch.execute_run(name, {"epochs": 2}, runs_dir, notebook=Path("nb.ipynb")) == "failed"
-    assert {p.name: p.read_bytes() for p in folder.iterdir()} == finished # the finished run, untouched
+    assert batch.execute_run(name, {"epochs": 2}, runs_dir, notebook) == "failed"
+    assert _files(folder) == finished # the finished run, untouched
     failed = runs_dir/f"{name}.failed"
-    assert sorted(p.name for p in failed.iterdir()) == ["batch.json", "error.txt", "pipeline.ipynb"]
-    assert json.loads((failed/"batch.json").read_text())["status"] == "failed" and not batch.is_finished(failed, {"epochs": 2})
+    assert sorted(_files(failed)) == ["batch.json", "error.txt", "pipeline.ipynb"]
+    assert _status(failed) == "failed" and not batch.is_finished(failed, {"epochs": 2})
     fail[0] = RuntimeError("second failure") # the next failure replaces the kept attempt
-    assert batch.execute_run(name, {"epochs": 2}, runs_dir, notebook=Path("nb.ipynb")) == "failed"
+    assert batch.execute_run(name, {"epochs": 2}, runs_dir, notebook) == "failed"
     assert (failed/"error.txt").read_text() == "RuntimeError: second failure\n"
     assert sorted(p.name for p in runs_dir.iterdir()) == [name, f"{name}.failed"]
 
     fail.clear() # a later success replaces the run and removes the failed attempt
-    assert batch.execute_run(name, {"epochs": 2}, runs_dir, notebook=Path("nb.ipynb")) == "finished"
+    assert batch.execute_run(name, {"epochs": 2}, runs_dir, notebook) == "finished"
     assert sorted(p.name for p in runs_dir.iterdir()) == [name]
-    assert json.loads((folder/"metrics.json").read_text()) == {"epochs": 2} and batch.is_finished(folder, {"epochs": 2})
-    assert json.loads((folder/"batch.json").read_text())["parameters"] == {"epochs": 2}
+    assert json.loads((folder/"metrics.json").read_text()) == {"epochs": 2}
+    assert batch.is_finished(folder, {"epochs": 2}) and _status(folder) == "finished"
 
 def _finished_run(folder: Path, params: dict) -> dict:
     folder.mkdir(parents=True)
-    (folder/"metrics.json").write_text('{"retriever": {}}'); (folder/"batch.json").write_text(json.dumps({"parameters": params, "status": "finished"}))
-    return {p.name: p.read_bytes() for p in folder.iterdir()}
+    (folder/"metrics.json").write_text('{"retriever": {}}')
+    (folder/"batch.json").write_text(json.dumps({"parameters": params, "status": "finished"}))
+    return _files(folder)
 
 @pytest.mark.parametrize("previous", [True, False])
 def test_ctrl_c_during_a_run_prints_one_line_and_leaves_nothing_running(tmp_path, monkeypatch, capsys, previous):
@@ -203,22 +208,25 @@ def test_ctrl_c_during_a_run_prints_one_line_and_leaves_nothing_running(tmp_path
     err = capsys.readouterr().err.splitlines()
     kept = "the previous finished run is kept" if previous else "and it has no finished run"
     assert err == [f"reranker-tune: interrupted; x was not finished, {kept}"]
-    assert _running_records(tmp_path) == [] and not list(runs_dir.glob(".*")) and not (runs_dir/"x.failed").exists()
-    if previous: assert {p.name: p.read_bytes() for p in (runs_dir/"x").iterdir()} == before
+    assert _running_records(tmp_path) == [] and not list(runs_dir.glob(".*"))
+    assert not (runs_dir/"x.failed").exists()
+    if previous: assert _files(runs_dir/"x") == before
 
 # ---- the leaderboard over hand-made run folders ----
 
-def _run_folder(runs_dir: Path, name: str, test: float, dev: float|None, config: dict, shipped="fine-tuned + retriever",
-                retriever: float=0.70) -> Path:
+def _run_folder(runs_dir: Path, name: str, test: float, dev: float|None, config: dict,
+                shipped: str="fine-tuned + retriever", retriever: float=0.70) -> Path:
     "A run folder as the pipeline writes it (the keys of issue 10's contract), with made-up numbers."
     folder = runs_dir/name; folder.mkdir(parents=True)
     rows = {"retriever": {"queries": 20, "ndcg@10": retriever, "mrr@10": retriever - 0.05},
             "fine-tuned": {"queries": 20, "ndcg@10": test - 0.01, "mrr@10": test - 0.06},
             "fine-tuned + retriever": {"queries": 20, "ndcg@10": test, "mrr@10": test - 0.05}}
-    paired = {"difference": test - retriever, "low": test - retriever - 0.03, "high": test - retriever + 0.03, "p_value": 0.04,
-              "wins": 8, "losses": 3, "verdict": "win"}
-    metrics = {**rows, "shipped": shipped, "fusion": {"weight": 0.4}, "seconds": {"total": 120.0}, "shipped_vs_retriever": paired,
-               "dev": None if dev is None else {"queries": 9, "ndcg@10": {"retriever": 0.6, "fine-tuned": 0.61, shipped: dev}}}
+    gain = test - retriever
+    paired = {"difference": gain, "low": gain - 0.03, "high": gain + 0.03, "p_value": 0.04, "wins": 8, "losses": 3,
+              "verdict": "win"}
+    dev_rows = None if dev is None else {"queries": 9, "ndcg@10": {"retriever": 0.6, "fine-tuned": 0.61, shipped: dev}}
+    metrics = {**rows, "shipped": shipped, "fusion": {"weight": 0.4}, "seconds": {"total": 120.0},
+               "shipped_vs_retriever": paired, "dev": dev_rows}
     (folder/"metrics.json").write_text(json.dumps(metrics))
     (folder/"config.yaml").write_text(yaml.safe_dump({**config, "resolved": {"device": "cpu"}}))
     return folder
@@ -226,23 +234,24 @@ def _run_folder(runs_dir: Path, name: str, test: float, dev: float|None, config:
 def test_leaderboard_ranks_by_dev_and_shows_test_beside_it(tmp_path, capsys):
     runs_dir = tmp_path/"runs"
     _run_folder(runs_dir, "best-test", test=0.90, dev=0.70, config={"epochs": 1, "max_queries": None, "seed": 12})
-    _run_folder(runs_dir, "best-dev", test=0.80, dev=0.75, config={"epochs": 2, "max_queries": 20, "seed": 12})
-    _run_folder(runs_dir, "a-no-dev", test=0.95, dev=None, config={"epochs": 2, "max_queries": 20, "seed": 12})
-    _run_folder(runs_dir, "b-no-dev", test=0.60, dev=None, config={"epochs": 2, "max_queries": 20, "seed": 12})
-    (runs_dir/".best-dev.partial-x1").mkdir(); (runs_dir/".best-dev.partial-x1"/"metrics.json").write_text("{") # being written
-    (runs_dir/"x.failed").mkdir(); (runs_dir/"x.failed"/"metrics.json").write_text("{") # a failed attempt, not a run
+    for name, test, dev in [("best-dev", 0.80, 0.75), ("a-no-dev", 0.95, None), ("b-no-dev", 0.60, None)]:
+        _run_folder(runs_dir, name, test=test, dev=dev, config={"epochs": 2, "max_queries": 20, "seed": 12})
+    for aside in (".best-dev.partial-x1", "x.failed"): # a run being written, a failed attempt: not runs
+        (runs_dir/aside).mkdir(); (runs_dir/aside/"metrics.json").write_text("{")
     table = batch.leaderboard(runs_dir)
-    assert list(table.index) == ["best-dev", "best-test", "a-no-dev", "b-no-dev"] # dev first; without dev last, by name
+    assert list(table.index) == ["best-dev", "best-test", "a-no-dev", "b-no-dev"] # by dev; no dev last, by name
     assert list(table.columns[:5]) == ["shipped", "dev ndcg@10", "test ndcg@10", "retriever test ndcg@10", "gain"]
     assert table.loc["best-dev", "dev ndcg@10"] == 0.75 and table.loc["best-dev", "test ndcg@10"] == 0.80
-    assert table.loc["best-test", "gain"] == pytest.approx(0.20) and table.loc["best-test", "gain low"] == pytest.approx(0.17)
+    assert table.loc["best-test", "gain"] == pytest.approx(0.20)
+    assert table.loc["best-test", "gain low"] == pytest.approx(0.17)
     # max_queries is null in one run and 20 in the others: varying; seed is the same everywhere: not shown
-    assert table.attrs["parameters"] == ["max_queries", "epochs"] and "seed" not in table # in run_pipeline's order
+    assert table.attrs["parameters"] == ["max_queries", "epochs"] and "seed" not in table # run_pipeline's order
     assert table.loc["best-test", "max_queries"] is None and table.loc["best-dev", "max_queries"] == 20
     # --metric picks the test score shown; the ranking stays on dev
     assert main(["leaderboard", str(runs_dir), "--metric", "mrr@10"]) == 0
     by_mrr = pd.read_csv(runs_dir/"leaderboard.csv")
-    assert list(by_mrr["run"]) == list(table.index) and "test mrr@10" in by_mrr and "test ndcg@10" not in by_mrr
+    assert list(by_mrr["run"]) == list(table.index)
+    assert "test mrr@10" in by_mrr and "test ndcg@10" not in by_mrr
     assert by_mrr.loc[0, "test mrr@10"] == pytest.approx(0.75) and by_mrr["gain low"].isna().all()
     assert "best-dev" in capsys.readouterr().out.splitlines()[2]
 
@@ -251,24 +260,27 @@ def test_leaderboard_reads_runs_written_before_the_shipped_key(tmp_path):
     for name, weight in [("w0", 0.0), ("w04", 0.4), ("w1", 1.0), ("nodev", None)]:
         folder = _run_folder(runs_dir, name, test=0.8, dev=None, config={"epochs": 1})
         metrics = json.loads((folder/"metrics.json").read_text())
-        del metrics["shipped"], metrics["dev"]; metrics["fusion"] = {"weight": weight} if weight is not None else {}
+        del metrics["shipped"], metrics["dev"]
+        metrics["fusion"] = {"weight": weight} if weight is not None else {}
         (folder/"metrics.json").write_text(json.dumps(metrics))
     shipped = batch.leaderboard(runs_dir)["shipped"].to_dict()
     assert shipped == {"nodev": "fine-tuned", "w0": "retriever", "w04": "fine-tuned + retriever", "w1": "fine-tuned"}
+
+ROWS = '"retriever": {"ndcg@10": 0.7}, "fine-tuned": {"ndcg@10": 0.8}'
 
 @pytest.mark.parametrize("content, message", [
     ('{"retriever": {"ndcg@10": 0.7', "metrics.json: not valid JSON ("),
     ('{"shipped": "fine-tuned", "fine-tuned": {"ndcg@10": 0.8}}', "metrics.json: missing key(s) ['retriever']"),
     ('[1, 2]', "metrics.json: expected a JSON object, got list"),
-    ('{"shipped": "fine-tuned", "retriever": {"ndcg@10": 0.7}, "fine-tuned": {"ndcg@10": 0.8}, "dev": [1]}', 'metrics.json: "dev" should be')])
+    ('{"shipped": "fine-tuned", ' + ROWS + ', "dev": [1]}', 'metrics.json: "dev" must be null or')])
 def test_leaderboard_over_a_broken_metrics_file_is_one_line_naming_it(tmp_path, capsys, content, message):
     runs_dir = tmp_path/"runs"
     _run_folder(runs_dir, "fine", test=0.8, dev=0.7, config={"epochs": 1})
     (runs_dir/"x").mkdir(); (runs_dir/"x"/"metrics.json").write_text(content)
     assert main(["leaderboard", str(runs_dir)]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith(f"reranker-tune: error: {runs_dir/'x'/'metrics.json'}: ") and message in err[0]
-    assert not (runs_dir/"leaderboard.csv").exists()
+    assert len(err) == 1 and err[0].startswith(f"reranker-tune: error: {runs_dir/'x'/'metrics.json'}: ")
+    assert message in err[0] and not (runs_dir/"leaderboard.csv").exists()
 
 def test_leaderboard_over_a_broken_config_is_one_line_naming_it(tmp_path, capsys):
     folder = _run_folder(tmp_path/"runs", "fine", test=0.8, dev=0.7, config={"epochs": 1})
@@ -279,7 +291,8 @@ def test_leaderboard_over_a_broken_config_is_one_line_naming_it(tmp_path, capsys
 
 @pytest.mark.parametrize("content, message", [
     ("", "empty sweep: give `base`, `grid` or `runs`"), ("# to do\n", "empty sweep: give"),
-    ("runs_dir: runs/x\n", "empty sweep: no `base`, `grid` or `runs`"), ("base: {epochs: 1}\nruns: []\n", "empty sweep: `runs` is an empty list"),
+    ("runs_dir: runs/x\n", "empty sweep: no `base`, `grid` or `runs`"),
+    ("base: {epochs: 1}\nruns: []\n", "empty sweep: `runs` is an empty list"),
     ("grid: {epochs: []}\n", "empty sweep: grid parameter(s) ['epochs'] have no values"),
     ("- epochs: 1\n", "a sweep is a mapping with keys"), ("just text\n", "a sweep is a mapping with keys"),
     ("grid: [1, 2]\n", "`grid` must be a mapping"), ("base: {epochs: [1,\n", "not valid YAML (")])
@@ -295,10 +308,12 @@ def test_a_sweep_that_runs_nothing_is_refused_naming_the_file(tmp_path, capsys, 
 @pytest.fixture(scope="module")
 def model_folder(tiny_bert, tmp_path_factory) -> Path:
     from reranker_tune import training
-    return training.save_model(training.load_reranker(tiny_bert, device="cpu"), tmp_path_factory.mktemp("served")/"model")
+    model = training.load_reranker(tiny_bert, device="cpu")
+    return training.save_model(model, tmp_path_factory.mktemp("served")/"model")
 
 QUERY = "how deep should a raised bed be?"
-DOCUMENTS = ["Six to twelve inches of soil suits most vegetables.", "Water the bed twice a week.", "Raised beds warm up early in spring."]
+DOCUMENTS = ["Six to twelve inches of soil suits most vegetables.", "Water the bed twice a week.",
+             "Raised beds warm up early in spring."]
 
 def _expected(model_folder: Path, documents: dict) -> list[tuple]:
     "(id, score) best first, scored by a CrossEncoder loaded on its own."
@@ -309,33 +324,40 @@ def _expected(model_folder: Path, documents: dict) -> list[tuple]:
 def _printed(capsys) -> list[dict]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
+def _rerank(model_folder: Path, documents: str, *options) -> int:
+    return main(["rerank", str(model_folder), "--query", QUERY, "--documents", documents, *options])
+
 def test_rerank_command_prints_one_json_line_per_result(model_folder, tmp_path, capsys, monkeypatch):
     text = tmp_path/"candidates.txt"; text.write_text(DOCUMENTS[0] + "\n\n" + "\n".join(DOCUMENTS[1:]) + "\n")
-    assert main(["rerank", str(model_folder), "--query", QUERY, "--documents", str(text), "--top-k", "2"]) == 0
+    assert _rerank(model_folder, str(text), "--top-k", "2") == 0
     results = _printed(capsys)
-    expected = _expected(model_folder, {1: DOCUMENTS[0], 3: DOCUMENTS[1], 4: DOCUMENTS[2]}) # ids: line numbers, blank line skipped
+    by_line = {1: DOCUMENTS[0], 3: DOCUMENTS[1], 4: DOCUMENTS[2]} # ids: line numbers, the blank line skipped
+    expected = _expected(model_folder, by_line)
     assert [r["rank"] for r in results] == [1, 2] and [r["id"] for r in results] == [i for i, _ in expected[:2]]
     assert [r["score"] for r in results] == pytest.approx([s for _, s in expected[:2]], abs=1e-5)
-    assert results[0]["text"] == dict(zip([1, 3, 4], DOCUMENTS))[results[0]["id"]]
+    assert results[0]["text"] == by_line[results[0]["id"]]
 
-    as_json = tmp_path/"candidates.json"; as_json.write_text(json.dumps({f"faq-{i}": d for i, d in enumerate(DOCUMENTS)}))
-    assert main(["rerank", str(model_folder), "--query", QUERY, "--documents", str(as_json)]) == 0
-    assert [r["id"] for r in _printed(capsys)] == [i for i, _ in _expected(model_folder, {f"faq-{i}": d for i, d in enumerate(DOCUMENTS)})]
+    by_key = {f"faq-{i}": d for i, d in enumerate(DOCUMENTS)}
+    as_json = tmp_path/"candidates.json"; as_json.write_text(json.dumps(by_key))
+    assert _rerank(model_folder, str(as_json)) == 0
+    assert [r["id"] for r in _printed(capsys)] == [i for i, _ in _expected(model_folder, by_key)]
 
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(DOCUMENTS)))
-    assert main(["rerank", str(model_folder), "--query", QUERY, "--documents", "-", "--top-k", "1"]) == 0
+    assert _rerank(model_folder, "-", "--top-k", "1") == 0
     assert [r["id"] for r in _printed(capsys)] == [_expected(model_folder, dict(enumerate(DOCUMENTS, 1)))[0][0]]
 
-@pytest.mark.parametrize("documents, message", [("nope.txt", "nope.txt: no such documents file"), ("blank.txt", "blank.txt: no documents"),
-                                                ("list.json", "list.json: no documents"), ("bad.json", "bad.json: not valid JSON")])
+@pytest.mark.parametrize("documents, message", [
+    ("nope.txt", "nope.txt: no such documents file"), ("blank.txt", "blank.txt: no documents"),
+    ("list.json", "list.json: no documents"), ("bad.json", "bad.json: not valid JSON")])
 def test_rerank_command_refuses_bad_documents_in_one_line(model_folder, tmp_path, capsys, documents, message):
-    (tmp_path/"blank.txt").write_text("\n  \n"); (tmp_path/"list.json").write_text("[]"); (tmp_path/"bad.json").write_text("[\"a\",")
-    assert main(["rerank", str(model_folder), "--query", QUERY, "--documents", str(tmp_path/documents)]) == 2
+    (tmp_path/"blank.txt").write_text("\n  \n"); (tmp_path/"list.json").write_text("[]")
+    (tmp_path/"bad.json").write_text('["a",')
+    assert _rerank(model_folder, str(tmp_path/documents)) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and len(captured.err.splitlines()) == 1 and message in captured.err
 
 def test_rerank_command_on_a_folder_without_a_model_is_one_line(tmp_path, capsys):
     text = tmp_path/"candidates.txt"; text.write_text("a\n")
-    assert main(["rerank", str(tmp_path/"no-run"), "--query", QUERY, "--documents", str(text)]) == 2
+    assert _rerank(tmp_path/"no-run", str(text)) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("reranker-tune: error: ") and "no-run" in err[0]
