@@ -11,13 +11,15 @@ import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 import reranker_tune
 from .core import detect_device, hub_is_offline
+from .evaluation import RETRIEVER, shipped_system
 from .pipeline import run_pipeline
 from .training import main as training_main
 
 # %% auto #0
 __all__ = ['pipeline_parameters', 'coerce_parameters', 'parse_param', 'run_name', 'expand_sweep', 'load_sweep', 'driver_notebook',
-           'pipeline_notebook', 'check_notebook_parameters', 'offline_aware_environment', 'is_finished', 'execute_run',
-           'run_sweep', 'read_run', 'leaderboard', 'plot_leaderboard', 'save_leaderboard', 'main']
+           'pipeline_notebook', 'check_notebook_parameters', 'offline_aware_environment', 'is_finished',
+           'RunInterrupted', 'execute_run', 'run_sweep', 'read_run', 'leaderboard', 'plot_leaderboard',
+           'save_leaderboard', 'read_documents', 'main']
 
 # %% ../nbs/07_batch.ipynb #f0e0b24a
 def pipeline_parameters() -> dict[str, inspect.Parameter]: # name -> parameter of `run_pipeline`
@@ -101,15 +103,34 @@ def _name_configs(entries: list[tuple], # (given name or None, parameters, grid 
     if duplicates: raise ValueError(f"The sweep lists the same configuration more than once: {duplicates}")
     return {n: p for n, (_, p, _) in zip(names, entries)}
 
-# %% ../nbs/07_batch.ipynb #aeb7550b
+# %% ../nbs/07_batch.ipynb #5c0e11a2
 _SWEEP_KEYS = {"base", "grid", "runs", "runs_dir"}
 
+def _check_sweep(spec, # the sweep file's content
+                 where: str="the sweep", # named in errors, e.g. the file
+                ):
+    "Refuse a sweep that is not a mapping of the known keys, or that holds no run."
+    if not spec: 
+        raise ValueError(f"{where}: empty sweep: give `base`, `grid` or `runs`")
+    if not isinstance(spec, dict) or set(spec) - _SWEEP_KEYS:
+        got = sorted(spec) if isinstance(spec, dict) else type(spec).__name__
+        raise ValueError(f"{where}: a sweep is a mapping with keys {sorted(_SWEEP_KEYS)}, "
+                         f"got {got}")
+    for key in ("base", "grid"):
+        if not isinstance(spec.get(key) or {}, dict):
+            raise ValueError(f"{where}: `{key}` must be a mapping of parameter: value")
+    empty = [k for k, v in (spec.get("grid") or {}).items() if v == []]
+    if empty: raise ValueError(f"{where}: empty sweep: grid parameter(s) {empty} have no values")
+    if spec.get("runs") == []: raise ValueError(f"{where}: empty sweep: `runs` is an empty list")
+    if not any(spec.get(k) for k in ("base", "grid", "runs")):
+        raise ValueError(f"{where}: empty sweep: no `base`, `grid` or `runs`")
+
+# %% ../nbs/07_batch.ipynb #aeb7550b
 def expand_sweep(spec: dict, # the sweep file's content: `base`, `grid`, `runs`, `runs_dir`
                  where: str="the sweep", # named in errors, e.g. the file
                 ) -> dict[str, dict]: # run name -> `run_pipeline` parameters
     "Every configuration of a sweep: `base`, updated by each `runs` entry, crossed with each `grid` point."
-    if not isinstance(spec, dict) or set(spec) - _SWEEP_KEYS:
-        raise ValueError(f"{where}: a sweep is a mapping with keys {sorted(_SWEEP_KEYS)}, got {sorted(spec) if isinstance(spec, dict) else type(spec).__name__}")
+    _check_sweep(spec, where)
     base, entries = spec.get("base") or {}, spec.get("runs") or [{}]
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries): raise ValueError(f"{where}: `runs` must be a list of mappings")
     configs = [(e.get("name"), coerce_parameters({**base, **{k: v for k, v in e.items() if k != "name"}, **point}, where), point)
@@ -122,8 +143,9 @@ def load_sweep(path: str|Path, # a sweep YAML file
     "Read a sweep file: its configurations, named, and the folder its runs go to."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"{path}: no such sweep file")
-    try: spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e: raise ValueError(f"{path}: not valid YAML ({e})") from e
+    try: spec = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid YAML ({e})".replace("\n", " ")) from None
     configs = expand_sweep(spec, str(path))
     return configs, str(spec.get("runs_dir") or "runs")
 
@@ -209,10 +231,11 @@ def _error_text(error: Exception) -> str:
     return f"{type(error).__name__}: {error}\n"
 
 def _record(folder: Path, **fields) -> dict:
-    "Update the run's batch.json with `fields` and return the record."
+    "Update the run's batch.json with `fields` (written aside, then renamed) and return the record."
     path = folder/"batch.json"
     record = {**(json.loads(path.read_text()) if path.is_file() else {}), **fields}
-    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    partial = path.with_name(".batch.json.partial")
+    partial.write_text(json.dumps(record, indent=2, default=str) + "\n"); os.replace(partial, path)
     return record
 
 # %% ../nbs/07_batch.ipynb #1795f927
@@ -220,21 +243,63 @@ def _say(message: str):
     "Print one progress line of the batch."
     print(f"[batch] {message}", flush=True)
 
-def _execute(notebook, folder: Path, params: dict, log_output: bool):
-    "Papermill, python3 kernel, parameters plus this run's `run_dir`; raises when a cell fails or no metrics appear."
+def _execute(notebook, # from `pipeline_notebook`
+             output: Path, # where papermill writes the executed notebook
+             run_dir: Path, # the run folder, passed to the notebook as `run_dir`
+             params: dict, log_output: bool):
+    "Papermill, python3 kernel, `params` and `run_dir`; raises if a cell fails or no metrics come."
     with _kernel_environment():
-        papermill.execute_notebook(notebook, str(folder/"pipeline.ipynb"), parameters={**params, "run_dir": str(folder.resolve())},
+        parameters = params | {"run_dir": str(run_dir.resolve())}
+        papermill.execute_notebook(notebook, str(output), parameters=parameters,
                                    kernel_name="python3", progress_bar=False, log_output=log_output)
-    if not (folder/"metrics.json").is_file(): raise RuntimeError(f"{folder/'pipeline.ipynb'} ran without error but wrote no metrics.json")
+    if not (run_dir/"metrics.json").is_file():
+        raise RuntimeError(f"{output.name} ran without error but wrote no {run_dir/'metrics.json'}")
 
 # %% ../nbs/07_batch.ipynb #0e66e374
-def _fresh_folder(folder: Path, # a run folder
-                  force: bool, # whether --force asked for it
-                 ) -> Path:
-    "An empty run folder; a line says so when it replaces an earlier attempt."
-    if folder.is_dir() and any(folder.iterdir()): _say(f"replace {folder}: {'--force' if force else 'not finished, or other parameters'}")
+def _staging(folder: Path) -> Path:
+    "The hidden sibling a run's notebook and running record live in until it has finished."
+    return folder.with_name(f".{folder.name}.running")
+
+def _failed(folder: Path) -> Path:
+    "Where a run's last failed attempt is kept for reading: a name that never passes for a run."
+    return folder.with_name(f"{folder.name}.failed")
+
+def _fresh_folder(folder: Path) -> Path:
+    "`folder`, emptied (or created)."
     shutil.rmtree(folder, ignore_errors=True); folder.mkdir(parents=True)
     return folder
+
+# %% ../nbs/07_batch.ipynb #7c1d0a01
+def _keep_failure(staging: Path, # the failed attempt's staging folder
+                  folder: Path, # the run folder
+                  error: Exception, seconds: float,
+                 ) -> Path: # `<name>.failed/`
+    "Keep a failure in `<name>.failed/` (notebook, error.txt, batch.json), replacing an older one."
+    (staging/"error.txt").write_text(_error_text(error))
+    _record(staging, status="failed", seconds=seconds)
+    shutil.rmtree(_failed(folder), ignore_errors=True)
+    return staging.rename(_failed(folder))
+
+def _promote(staging: Path, # the finished attempt's staging folder
+             folder: Path, # the run folder `run_pipeline` has just written
+             seconds: float):
+    "Move the notebook into the run folder, then batch.json (last: it makes the run finished)."
+    os.replace(staging/"pipeline.ipynb", folder/"pipeline.ipynb")
+    record = json.loads((staging/"batch.json").read_text())
+    record.update(status="finished", seconds=seconds)
+    (folder/"batch.json").unlink(missing_ok=True); _record(folder, **record)
+    shutil.rmtree(staging); shutil.rmtree(_failed(folder), ignore_errors=True)
+
+# %% ../nbs/07_batch.ipynb #7c1d0a04
+class RunInterrupted(KeyboardInterrupt):
+    "Ctrl-C during a run: its staging folder is gone, and its run folder is as it was."
+    def __init__(self, name: str, # the run that was not finished
+                 kept: bool, # whether a previous finished run of it is in its folder
+                ):
+        super().__init__(name); self.name, self.kept = name, kept
+    def __str__(self):
+        kept = "the previous finished run is kept" if self.kept else "and it has no finished run"
+        return f"{self.name} was not finished, {kept}"
 
 # %% ../nbs/07_batch.ipynb #0f8293b8
 def execute_run(name: str, # the run's name, its folder under `runs_dir`
@@ -244,19 +309,27 @@ def execute_run(name: str, # the run's name, its folder under `runs_dir`
                 force: bool=False, # execute even when the run is finished
                 log_output: bool=False, # stream the notebook's output to the log as it runs
                ) -> str: # "finished", "skipped" or "failed"
-    "Execute the pipeline notebook for one configuration into `runs_dir/name/`; a failure keeps the notebook and error.txt."
+    "Execute the pipeline for one configuration; `runs_dir/name/` changes only once it finished."
     folder = Path(runs_dir)/name
-    if not force and is_finished(folder, params): _say(f"skip {name}: finished (metrics.json, same parameters)"); return "skipped"
-    _fresh_folder(folder, force)
+    if not force and is_finished(folder, params):
+        _say(f"skip {name}: finished (metrics.json, same parameters)"); return "skipped"
     notebook, start = pipeline_notebook() if notebook is None else notebook, time.time()
-    _record(folder, name=name, parameters=_plain(params), status="running", device=detect_device(), hub_offline=hub_is_offline(),
-            notebook=_notebook_label(notebook), started=datetime.datetime.now().isoformat(timespec="seconds"))
-    _say(f"run {name}")
-    try: _execute(notebook, folder, params, log_output); status = "finished"
-    except Exception as error: (folder/"error.txt").write_text(_error_text(error)); status = "failed"
-    _record(folder, status=status, seconds=round(time.time() - start, 1))
-    _say(f"{status} {name} in {time.time() - start:.0f} s" + (f": see {folder/'error.txt'}" if status == "failed" else ""))
-    return status
+    staging = _fresh_folder(_staging(folder))
+    _record(staging, name=name, parameters=_plain(params), status="running", device=detect_device(),
+            hub_offline=hub_is_offline(), notebook=_notebook_label(notebook),
+            started=datetime.datetime.now().isoformat(timespec="seconds"))
+    kept = (folder/"metrics.json").is_file() and (folder/"batch.json").is_file()
+    why = "--force" if force else "other parameters"
+    _say(f"run {name}" + (f" ({folder} is kept until it finishes: {why})" if kept else ""))
+    try: _execute(notebook, staging/"pipeline.ipynb", folder, params, log_output)
+    except KeyboardInterrupt:
+        shutil.rmtree(staging, ignore_errors=True); raise RunInterrupted(name, kept) from None
+    except Exception as error:
+        failed = _keep_failure(staging, folder, error, round(time.time() - start, 1))
+        _say(f"failed {name} in {time.time() - start:.0f} s: see {failed/'error.txt'}")
+        return "failed"
+    _promote(staging, folder, round(time.time() - start, 1))
+    _say(f"finished {name} in {time.time() - start:.0f} s"); return "finished"
 
 # %% ../nbs/07_batch.ipynb #473bc31f
 def _stream_papermill_log():
@@ -295,62 +368,128 @@ def _report(statuses: dict[str, str], # from `run_sweep`
     counts = {s: sum(v == s for v in statuses.values()) for s in ("finished", "skipped", "failed")}
     _say(", ".join(f"{n} {s}" for s, n in counts.items()))
     failed = [name for name, s in statuses.items() if s == "failed"]
-    if failed: print(f"Failed runs: {', '.join(failed)} (each folder under {Path(runs_dir)}/ keeps error.txt and the partial pipeline.ipynb)", file=sys.stderr)
+    if failed:
+        print(f"Failed runs: {', '.join(failed)} (each is in {Path(runs_dir)}/<name>.failed/:"
+              " error.txt and the partial pipeline.ipynb)", file=sys.stderr)
     return 1 if failed else 0
 
 # %% ../nbs/07_batch.ipynb #6a64331e
-def _shipped(metrics: dict) -> str:
-    "The system the pipeline shipped: the fused one when a fusion weight below 1 was chosen (as `run_pipeline` decides)."
-    weight = (metrics.get("fusion") or {}).get("weight")
-    return "fine-tuned + retriever" if weight is not None and weight < 1 else "fine-tuned"
+def _load_metrics(folder: Path) -> dict:
+    "A run folder's metrics.json, or a one-line error naming the file."
+    path = folder/"metrics.json"
+    try: metrics = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); re-run it or move it away") from None
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(metrics).__name__}")
+    return metrics
 
 def _run_parameters(folder: Path) -> dict:
     "The `run_pipeline` parameters a run folder's config.yaml records."
-    config = yaml.safe_load((folder/"config.yaml").read_text()) if (folder/"config.yaml").is_file() else {}
+    path = folder/"config.yaml"
+    try: config = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})".replace("\n", " ")) from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a mapping of parameters, got {type(config).__name__}")
     return {k: config.get(k) for k in pipeline_parameters() if k in config}
 
 # %% ../nbs/07_batch.ipynb #081793f9
+def _shipped_rows(metrics: dict, path: Path, metric: str) -> tuple[str, dict, dict]:
+    "Shipped system, its test row and the retriever's; an error says what metrics.json lacks."
+    # runs written before metrics.json named the shipped system: the rule the pipeline follows
+    shipped = metrics.get("shipped") or shipped_system((metrics.get("fusion") or {}).get("weight"))
+    missing = [k for k in {RETRIEVER: 0, shipped: 0} if not isinstance(metrics.get(k), dict)]
+    if missing: raise ValueError(f"{path}: missing key(s) {missing}; a run has one row per system")
+    if metric not in metrics[RETRIEVER] or metric not in metrics[shipped]:
+        known = [k for k in metrics[RETRIEVER] if k != "queries"]
+        raise ValueError(f"{path}: no metric {metric!r}; it has {known}")
+    return shipped, metrics[shipped], metrics[RETRIEVER]
+
+def _dev_score(metrics: dict, path: Path, shipped: str) -> tuple[float, float]:
+    "The shipped system's dev NDCG@10 and the number of dev queries; NaN for a run without dev."
+    dev = metrics.get("dev")
+    if not dev: return np.nan, np.nan
+    if not isinstance(dev, dict) or not isinstance(dev.get("ndcg@10"), dict):
+        raise ValueError(f'{path}: "dev" must be null or {{"queries": n, "ndcg@10": {{...}}}}')
+    return dev["ndcg@10"].get(shipped, np.nan), dev.get("queries", np.nan)
+
+# %% ../nbs/07_batch.ipynb #9e2b7c01
 def read_run(folder: str|Path, # a finished run folder
-             metric: str="ndcg@10", # the score to rank by
+             metric: str="ndcg@10", # the test score shown beside the dev one
             ) -> dict: # one leaderboard row
-    "The shipped system's score, the retriever's, the gain and its 95% interval (NDCG@10 only), from metrics.json."
-    folder = Path(folder); metrics = json.loads((folder/"metrics.json").read_text())
-    shipped, paired = _shipped(metrics), metrics.get("shipped_vs_retriever") or {}
-    if metric not in metrics.get("retriever", {}):
-        raise ValueError(f"{folder/'metrics.json'}: no metric {metric!r}; it has {[k for k in metrics.get('retriever', {}) if k != 'queries']}")
-    ci = metric == "ndcg@10" and bool(paired)
-    return {"run": folder.name, "shipped": shipped, metric: metrics[shipped][metric], f"retriever {metric}": metrics["retriever"][metric],
-            "gain": metrics[shipped][metric] - metrics["retriever"][metric], "gain low": paired["low"] if ci else np.nan,
-            "gain high": paired["high"] if ci else np.nan, "p_value": paired["p_value"] if ci else np.nan,
-            "verdict": paired.get("verdict", "") if ci else "", "queries": int(metrics[shipped]["queries"]),
-            "minutes": round(metrics.get("seconds", {}).get("total", np.nan) / 60, 1)}
+    "Shipped system's dev NDCG@10, test `metric` beside the retriever's, the gain and its interval."
+    folder = Path(folder); metrics = _load_metrics(folder); path = folder/"metrics.json"
+    shipped, row, retriever = _shipped_rows(metrics, path, metric)
+    dev, dev_queries = _dev_score(metrics, path, shipped)
+    paired = metrics.get("shipped_vs_retriever") or {}
+    if metric != "ndcg@10": paired = {} # intervals: NDCG@10 only
+    return {"run": folder.name, "shipped": shipped, "dev ndcg@10": dev,
+            f"test {metric}": row[metric],
+            f"retriever test {metric}": retriever[metric], "gain": row[metric] - retriever[metric],
+            "gain low": paired.get("low", np.nan), "gain high": paired.get("high", np.nan),
+            "p_value": paired.get("p_value", np.nan), "verdict": paired.get("verdict", ""),
+            "queries": int(row.get("queries", 0)), "dev queries": dev_queries,
+            "minutes": round((metrics.get("seconds") or {}).get("total", np.nan) / 60, 1)}
 
 # %% ../nbs/07_batch.ipynb #5eae6705
+def _run_folders(runs_dir: str|Path) -> list[Path]:
+    "Folders in `runs_dir` with a metrics.json, by name; not hidden (staging) ones or failures."
+    found = (p.parent for p in Path(runs_dir).glob("*/metrics.json"))
+    return sorted(f for f in found if not f.name.startswith(".") and not f.name.endswith(".failed"))
+
 def leaderboard(runs_dir: str|Path, # a folder of run folders
-                metric: str="ndcg@10", # the score to rank by
-               ) -> pd.DataFrame: # one row per finished run, best first
-    "One row per run under `runs_dir` that has a metrics.json, best `metric` first, with the parameters that vary."
-    folders = sorted(p.parent for p in Path(runs_dir).glob("*/metrics.json"))
+                metric: str="ndcg@10", # the test score shown beside dev NDCG@10
+               ) -> pd.DataFrame: # one row per finished run, best on dev first
+    "A row per run in `runs_dir`, best dev NDCG@10 first (no dev: last), with varying parameters."
+    folders = _run_folders(runs_dir)
     if not folders: raise FileNotFoundError(f"{runs_dir}: no run folder with a metrics.json")
     table = pd.DataFrame([read_run(f, metric) for f in folders]).set_index("run")
-    params = pd.DataFrame([_run_parameters(f) for f in folders], index=table.index)
-    varying = [c for c in params if params[c].astype(str).nunique() > 1]
-    table = table.join(params[varying]).sort_values(metric, ascending=False, kind="stable") # ties keep name order
+    params = [_run_parameters(f) for f in folders]
+    varying = _varying(params) # as in a sweep: null in one run and set in another counts
+    table = table.join(pd.DataFrame(params, index=table.index, columns=varying, dtype=object))
+    # stable: ties, and runs without dev, stay in name order
+    table = table.sort_values("dev ndcg@10", ascending=False, kind="stable", na_position="last")
     table.attrs["parameters"] = varying
     return table
 
 # %% ../nbs/07_batch.ipynb #850cb3ae
+def _score_limits(values, # scores, NaN allowed
+                  step: float=0.05, # the limits are multiples of this
+                 ) -> tuple[float, float]:
+    "An x range spanning `values` with a margin, on multiples of `step`, in [0, 1] when they are."
+    values = np.asarray(values, dtype=float); values = values[np.isfinite(values)]
+    if not len(values): return 0.0, 1.0
+    low = np.floor((values.min() - step/2)/step)*step
+    high = np.ceil((values.max() + step/2)/step)*step
+    if values.min() >= 0: low = max(low, 0.0)
+    if values.max() <= 1: high = min(high, 1.0)
+    return round(float(low), 6), round(float(high), 6)
+
+# %% ../nbs/07_batch.ipynb #9e2b7c05
 def plot_leaderboard(table: pd.DataFrame, # from `leaderboard`
-                     metric: str="ndcg@10", # the column it was ranked by
+                     metric: str="ndcg@10", # the test score the table shows
                     ) -> plt.Figure:
-    "Score per run (shipped vs retriever) and gain over the retriever with its interval, best run at the top."
+    "Each run's shipped system: dev and test score beside the retriever's, test gain and interval."
     table = table.iloc[::-1]; y = np.arange(len(table))
-    fig, (score, gain) = plt.subplots(1, 2, sharey=True, figsize=(10, 1.2 + 0.45*len(table)), layout="constrained")
-    score.barh(y, table[metric], color="tab:blue", label="shipped"); score.scatter(table[f"retriever {metric}"], y, color="black", marker="|", s=300, label="retriever")
-    score.set(yticks=y, yticklabels=table.index, xlabel=metric, xlim=(0, 1)); score.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=2, frameon=False)
+    dev, test = table["dev ndcg@10"], table[f"test {metric}"]
+    retriever = table[f"retriever test {metric}"]
+    fig, (score, gain) = plt.subplots(1, 2, sharey=True, figsize=(11, 1.4 + 0.45*len(table)),
+                                      layout="constrained")
+    score.scatter(dev, y, facecolors="none", edgecolors="tab:blue",
+                  s=60, label="dev ndcg@10 (ranks)")
+    score.scatter(test, y, color="tab:blue", s=36, label=f"test {metric}")
+    score.scatter(retriever, y, color="black", marker="|", s=300, label=f"retriever, test {metric}")
+    score.set(yticks=y, yticklabels=table.index, xlabel="shipped system's score",
+              xlim=_score_limits(np.concatenate([dev, test, retriever])))
+    score.grid(axis="x", alpha=0.3)
+    score.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=3, frameon=False, fontsize="small")
     errors = np.vstack([table["gain"] - table["gain low"], table["gain high"] - table["gain"]])
-    gain.barh(y, table["gain"], color=np.where(table["gain"] > 0, "tab:green", "tab:red"), xerr=None if np.isnan(errors).all() else errors, capsize=3)
-    gain.axvline(0, color="black", linewidth=0.8); gain.set(xlabel=f"{metric} gain over the retriever (95% CI)")
+    errors = errors.astype(float)
+    gain.barh(y, table["gain"], color=np.where(table["gain"] > 0, "tab:green", "tab:red"),
+              xerr=None if np.isnan(errors).all() else errors, capsize=3)
+    gain.axvline(0, color="black", linewidth=0.8)
+    gain.set(xlabel=f"test {metric} gain over the retriever (95% CI)")
     return fig
 
 # %% ../nbs/07_batch.ipynb #4b09d7e8
@@ -381,6 +520,17 @@ def _run_options(parser: argparse.ArgumentParser):
     parser.add_argument("--notebook", help="a notebook with a papermill `parameters` cell (default: nbs/06_pipeline.ipynb, or a generated one)")
     parser.add_argument("--log-output", action="store_true", help="stream each notebook's output to the terminal")
 
+# %% ../nbs/07_batch.ipynb #4d2e9f01
+def _rerank_options(parser: argparse.ArgumentParser):
+    "The options of `rerank`."
+    parser.add_argument("run_dir", help="a finished run folder (or its model/ folder)")
+    parser.add_argument("--query", required=True, help="the question")
+    parser.add_argument("--documents", required=True, metavar="FILE",
+                        help="a .txt file (one document a line; id: its line number), a .json list "
+                             "or {id: text}, or - for stdin (one a line)")
+    parser.add_argument("--top-k", type=int, default=10, help="results to print (default 10)")
+    parser.add_argument("--onnx-file", help="score with this ONNX file of the model folder")
+
 # %% ../nbs/07_batch.ipynb #5b20dd03
 def _parser() -> argparse.ArgumentParser:
     "The `reranker-tune` argument parser."
@@ -393,10 +543,12 @@ def _parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="execute the pipeline notebook for every configuration of a YAML file")
     sweep.add_argument("file", help="the sweep file: base, grid, runs, runs_dir")
     for p in (run, sweep): _run_options(p)
-    board = commands.add_parser("leaderboard", help="one table and one plot across run folders")
+    board = commands.add_parser("leaderboard", help="a table and a plot of runs, best on dev first")
     board.add_argument("runs_dir", nargs="?", default="runs", help="the folder of run folders (default: runs)")
-    board.add_argument("--metric", default="ndcg@10", help="ndcg@10 (default), mrr@10, map or found@<k>")
+    board.add_argument("--metric", default="ndcg@10",
+                       help="test score beside dev NDCG@10: ndcg@10 (default), mrr@10, map, ...")
     board.add_argument("--out", help="where leaderboard.csv/.md/.png go (default: runs_dir)")
+    _rerank_options(commands.add_parser("rerank", help="rerank documents for a query: JSON lines"))
     return parser
 
 # %% ../nbs/07_batch.ipynb #bf63095d
@@ -409,20 +561,53 @@ def _configs(args) -> tuple[dict[str, dict], str]:
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", args.name).strip("-.") if args.name else run_name(params, list(params))
     return {name or "run": params}, args.runs_dir or "runs"
 
+# %% ../nbs/07_batch.ipynb #4d2e9f03
+def read_documents(path: str, # a .txt file, a .json list or {id: text}, or "-" for standard input
+                   stdin=None, # what "-" reads; None: sys.stdin
+                  ) -> list[str]|dict: # what `Reranker.rerank` takes
+    "Candidates to rerank: a JSON list or object as given; text lines by number, blanks skipped."
+    if path == "-": text, where = (stdin or sys.stdin).read(), "stdin"
+    elif Path(path).is_file(): text, where = Path(path).read_text(), path
+    else: raise FileNotFoundError(f"{path}: no such documents file")
+    if path.endswith(".json"):
+        try: documents = json.loads(text)
+        except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e})") from e
+        texts = list(documents.values()) if isinstance(documents, dict) else documents
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"{path}: expected a JSON list of texts or an object {{id: text}}")
+    else: documents = {n: line for n, line in enumerate(text.splitlines(), 1) if line.strip()}
+    if not documents: raise ValueError(f"{where}: no documents (one a line, a list, {{id: text}})")
+    return documents
+
+# %% ../nbs/07_batch.ipynb #4d2e9f05
+def _rerank(args) -> int: # the exit status
+    "Print one JSON line per reranked document, best first."
+    from reranker_tune.serving import Reranker # beside batch, not below it: imported when used
+    documents = read_documents(args.documents) # before the model: bad input fails fast
+    reranker = Reranker(args.run_dir, onnx_file=args.onnx_file)
+    for hit in reranker.rerank(args.query, documents, args.top_k):
+        line = {"rank": hit.rank, "id": hit.id, "score": hit.score, "text": hit.text}
+        print(json.dumps(line, ensure_ascii=False))
+    return 0
+
 # %% ../nbs/07_batch.ipynb #fa85b257
 def main(argv: list[str]|None=None, # the arguments after the program name; None: `sys.argv[1:]`
         ) -> int: # the exit status
-    "The `reranker-tune` command: train, run, sweep, leaderboard."
+    "The `reranker-tune` command: train, run, sweep, leaderboard, rerank."
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]: return training_main(argv) or 0
     args = _parser().parse_args(argv)
     try:
         if args.command == "leaderboard":
             print(_markdown(save_leaderboard(args.runs_dir, args.metric, args.out))); return 0
+        if args.command == "rerank": return _rerank(args)
         configs, runs_dir = _configs(args)
         return _report(run_sweep(configs, runs_dir, args.notebook, args.force, args.log_output), runs_dir)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:
         print(f"reranker-tune: error: {error}", file=sys.stderr); return 2
+    except KeyboardInterrupt as interrupted:
+        which = f"; {interrupted}" if isinstance(interrupted, RunInterrupted) else ""
+        print(f"reranker-tune: interrupted{which}", file=sys.stderr); return 130
 
 # %% ../nbs/07_batch.ipynb #5101c2b7
 if __name__ == "__main__" and "__file__" in globals(): sys.exit(main()) # a module run as a script; a notebook has no __file__

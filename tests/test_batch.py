@@ -1,5 +1,5 @@
 "Batch runs through papermill with the tiny models: a sweep with a run that fails on purpose, re-runs, --force, the leaderboard."
-import configparser, json, os, subprocess, sys
+import configparser, io, json, os, shutil, subprocess, sys
 from pathlib import Path
 import pandas as pd
 import pytest, yaml
@@ -15,6 +15,10 @@ def _write_sweep(path: Path, runs_dir: Path, runs: list[dict], tiny_bert: str, t
 
 def _mtimes(runs_dir: Path, names) -> dict:
     return {n: (runs_dir/n/"metrics.json").stat().st_mtime_ns for n in names}
+
+def _running_records(root: Path) -> list[Path]:
+    "batch.json files anywhere under `root` (hidden folders included) that still say running."
+    return [p for p in root.rglob("batch.json") if json.loads(p.read_text()).get("status") == "running"]
 
 def test_sweep_keeps_going_past_a_failure_skips_finished_runs_and_forces(tmp_path, tiny_bert, tiny_embedder, capsys):
     runs_dir = tmp_path/"runs"
@@ -34,31 +38,47 @@ def test_sweep_keeps_going_past_a_failure_skips_finished_runs_and_forces(tmp_pat
         assert record["notebook"].endswith("nbs/06_pipeline.ipynb")
         assert yaml.safe_load((folder/"config.yaml").read_text())["run_dir"] == str(folder.resolve())
     assert yaml.safe_load((runs_dir/"good-a"/"config.yaml").read_text())["learning_rate"] == 1e-4 # "1e-4" read as a number
-    broken = runs_dir/"broken"
-    assert not (broken/"metrics.json").exists() and json.loads((broken/"batch.json").read_text())["status"] == "failed"
-    assert "missing.jsonl: no such file or folder" in (broken/"error.txt").read_text()
-    partial = json.loads((broken/"pipeline.ipynb").read_text())
+    # the failed attempt is kept where it cannot pass for a run; nothing says "running"; no staging folder is left
+    assert not (runs_dir/"broken"/"metrics.json").exists() and not (runs_dir/"broken"/"batch.json").exists()
+    failed = runs_dir/"broken.failed"
+    assert json.loads((failed/"batch.json").read_text())["status"] == "failed"
+    assert "missing.jsonl: no such file or folder" in (failed/"error.txt").read_text()
+    partial = json.loads((failed/"pipeline.ipynb").read_text())
     assert any(o.get("output_type") == "error" for c in partial["cells"] if c["cell_type"] == "code" for o in c["outputs"])
+    assert _running_records(runs_dir) == [] and not list(runs_dir.glob(".*"))
 
     # again: the finished runs are skipped (same metrics.json), the failed one is tried again
     before = _mtimes(runs_dir, ["good-a", "good-b"])
     assert main(["sweep", str(sweep)]) == 1
     out = capsys.readouterr().out
-    assert "skip good-a" in out and "skip good-b" in out and "run broken" in out and "broken: not finished" in out
+    assert "skip good-a" in out and "skip good-b" in out and "run broken" in out
     assert _mtimes(runs_dir, ["good-a", "good-b"]) == before
 
-    # --force re-executes a finished run (a sweep file that lists only good-a, same runs_dir)
+    # a failing re-run of a finished run (other parameters, same name) leaves the finished run byte for byte
+    finished = {f: (runs_dir/"good-a"/f).read_bytes() for f in ("metrics.json", "batch.json", "pipeline.ipynb")}
+    failing_a = _write_sweep(tmp_path/"failing_a.yaml", runs_dir, [{"name": "good-a", "source": str(tmp_path/"missing.jsonl")}],
+                             tiny_bert, tiny_embedder)
+    assert main(["sweep", str(failing_a)]) == 1
+    assert f"{runs_dir/'good-a'} is kept until it finishes: other parameters" in capsys.readouterr().out
+    assert {f: (runs_dir/"good-a"/f).read_bytes() for f in finished} == finished
+    assert "missing.jsonl" in (runs_dir/"good-a.failed"/"error.txt").read_text()
+    assert _running_records(runs_dir) == []
+
+    # --force re-executes a finished run (a sweep file that lists only good-a, same runs_dir); success removes good-a.failed
     only_a = _write_sweep(tmp_path/"only_a.yaml", runs_dir, runs[:1], tiny_bert, tiny_embedder)
     assert main(["sweep", str(only_a), "--force"]) == 0
-    assert "good-a: --force" in capsys.readouterr().out
+    assert "is kept until it finishes: --force" in capsys.readouterr().out
     assert _mtimes(runs_dir, ["good-a"])["good-a"] != before["good-a"]
+    assert not (runs_dir/"good-a.failed").exists() and json.loads((runs_dir/"good-a"/"batch.json").read_text())["status"] == "finished"
 
-    # the leaderboard: finished runs only, best first, with the parameters that vary
+    # the leaderboard: finished runs only (not broken.failed), with the parameters that vary; no dev set here: name order
     assert main(["leaderboard", str(runs_dir)]) == 0
     table = pd.read_csv(runs_dir/"leaderboard.csv")
-    assert sorted(table["run"]) == ["good-a", "good-b"]
-    assert list(table["ndcg@10"]) == sorted(table["ndcg@10"], reverse=True)
-    assert {"shipped", "retriever ndcg@10", "gain", "gain low", "gain high", "learning_rate", "num_negatives"} <= set(table.columns)
+    assert list(table["run"]) == ["good-a", "good-b"] and table["dev ndcg@10"].isna().all()
+    assert {"shipped", "test ndcg@10", "retriever test ndcg@10", "gain", "gain low", "gain high", "p_value", "verdict",
+            "queries", "minutes", "learning_rate", "num_negatives"} <= set(table.columns)
+    metrics = json.loads((runs_dir/"good-a"/"metrics.json").read_text())
+    assert table.loc[0, "test ndcg@10"] == pytest.approx(metrics[table.loc[0, "shipped"]]["ndcg@10"])
     assert (table["gain low"] <= table["gain"]).all() and (table["gain"] <= table["gain high"]).all()
     assert table.loc[0, "run"] in (runs_dir/"leaderboard.md").read_text().splitlines()[2]
     assert (runs_dir/"leaderboard.png").read_bytes()[:4] == b"\x89PNG"
@@ -68,7 +88,8 @@ def test_sweep_keeps_going_past_a_failure_skips_finished_runs_and_forces(tmp_pat
                            "--out", str(tmp_path/"by-mrr")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     by_mrr = pd.read_csv(tmp_path/"by-mrr"/"leaderboard.csv")
-    assert list(by_mrr["mrr@10"]) == sorted(by_mrr["mrr@10"], reverse=True) and by_mrr["gain low"].isna().all()
+    assert list(by_mrr["run"]) == ["good-a", "good-b"] and by_mrr["gain low"].isna().all()
+    assert by_mrr.loc[0, "test mrr@10"] == pytest.approx(metrics[by_mrr.loc[0, "shipped"]]["mrr@10"])
 
 def test_without_a_checkout_a_generated_notebook_runs(tmp_path, tiny_bert, tiny_embedder, monkeypatch):
     "Installed users have no nbs/: the run executes a notebook made from run_pipeline's signature (which also takes `device`)."
@@ -121,3 +142,222 @@ def test_runs_inside_nbs_are_refused(capsys):
     assert main(["run", "--runs-dir", str(ROOT/"nbs"/"runs")]) == 2
     assert "where nbdev_export would read" in capsys.readouterr().err
     assert not (ROOT/"nbs"/"runs"/"defaults").exists()
+
+# ---- one run's folders: staged aside, swapped in at the end (no papermill: `_execute` is replaced) ----
+
+def _fake_execute(mode: str, fail: list):
+    """Stands in for papermill + run_pipeline: writes the notebook, then the run folder in place ('direct', today's
+    run_pipeline) or built aside and swapped in ('swap', the atomic run_pipeline); raises `fail[0]` if any."""
+    def execute(notebook, output, run_dir, params, log_output):
+        output.write_text(json.dumps({"cells": [], "params": params}))
+        if fail: raise fail[0]
+        if mode == "direct":
+            run_dir.mkdir(parents=True, exist_ok=True); (run_dir/"metrics.json").write_text(json.dumps(params))
+            return
+        aside = run_dir.with_name(f".{run_dir.name}.partial-x1"); aside.mkdir()
+        (aside/"metrics.json").write_text(json.dumps(params))
+        if run_dir.exists(): shutil.rmtree(run_dir)
+        aside.rename(run_dir)
+    return execute
+
+def _files(folder: Path) -> dict: return {p.name: p.read_bytes() for p in folder.iterdir()}
+def _status(folder: Path) -> str: return json.loads((folder/"batch.json").read_text())["status"]
+
+@pytest.mark.parametrize("mode", ["direct", "swap"])
+def test_a_run_folder_changes_only_when_a_run_finishes(tmp_path, monkeypatch, mode):
+    fail = []
+    monkeypatch.setattr(batch, "_execute", _fake_execute(mode, fail))
+    runs_dir, name, notebook = tmp_path/"runs", "lr", Path("nb.ipynb")
+    assert batch.execute_run(name, {"epochs": 1}, runs_dir, notebook) == "finished"
+    folder = runs_dir/name
+    assert sorted(p.name for p in runs_dir.iterdir()) == [name] # no staging folder left
+    assert sorted(_files(folder)) == ["batch.json", "metrics.json", "pipeline.ipynb"]
+    assert _status(folder) == "finished" and batch.is_finished(folder, {"epochs": 1})
+    finished = _files(folder)
+
+    fail.append(RuntimeError("first failure"))
+    assert batch.execute_run(name, {"epochs": 2}, runs_dir, notebook) == "failed"
+    assert _files(folder) == finished # the finished run, untouched
+    failed = runs_dir/f"{name}.failed"
+    assert sorted(_files(failed)) == ["batch.json", "error.txt", "pipeline.ipynb"]
+    assert _status(failed) == "failed" and not batch.is_finished(failed, {"epochs": 2})
+    fail[0] = RuntimeError("second failure") # the next failure replaces the kept attempt
+    assert batch.execute_run(name, {"epochs": 2}, runs_dir, notebook) == "failed"
+    assert (failed/"error.txt").read_text() == "RuntimeError: second failure\n"
+    assert sorted(p.name for p in runs_dir.iterdir()) == [name, f"{name}.failed"]
+
+    fail.clear() # a later success replaces the run and removes the failed attempt
+    assert batch.execute_run(name, {"epochs": 2}, runs_dir, notebook) == "finished"
+    assert sorted(p.name for p in runs_dir.iterdir()) == [name]
+    assert json.loads((folder/"metrics.json").read_text()) == {"epochs": 2}
+    assert batch.is_finished(folder, {"epochs": 2}) and _status(folder) == "finished"
+
+def _finished_run(folder: Path, params: dict) -> dict:
+    folder.mkdir(parents=True)
+    (folder/"metrics.json").write_text('{"retriever": {}}')
+    (folder/"batch.json").write_text(json.dumps({"parameters": params, "status": "finished"}))
+    return _files(folder)
+
+@pytest.mark.parametrize("previous", [True, False])
+def test_ctrl_c_during_a_run_prints_one_line_and_leaves_nothing_running(tmp_path, monkeypatch, capsys, previous):
+    def interrupted(*args, **kwargs): raise KeyboardInterrupt
+    monkeypatch.setattr(batch.papermill, "execute_notebook", interrupted)
+    runs_dir = tmp_path/"runs"
+    before = _finished_run(runs_dir/"x", {"epochs": 2}) if previous else {}
+    assert main(["run", "--name", "x", "--runs-dir", str(runs_dir), "--param", "epochs=1"]) == 130
+    err = capsys.readouterr().err.splitlines()
+    kept = "the previous finished run is kept" if previous else "and it has no finished run"
+    assert err == [f"reranker-tune: interrupted; x was not finished, {kept}"]
+    assert _running_records(tmp_path) == [] and not list(runs_dir.glob(".*"))
+    assert not (runs_dir/"x.failed").exists()
+    if previous: assert _files(runs_dir/"x") == before
+
+# ---- the leaderboard over hand-made run folders ----
+
+def _run_folder(runs_dir: Path, name: str, test: float, dev: float|None, config: dict,
+                shipped: str="fine-tuned + retriever", retriever: float=0.70) -> Path:
+    "A run folder as the pipeline writes it (the keys of issue 10's contract), with made-up numbers."
+    folder = runs_dir/name; folder.mkdir(parents=True)
+    rows = {"retriever": {"queries": 20, "ndcg@10": retriever, "mrr@10": retriever - 0.05},
+            "fine-tuned": {"queries": 20, "ndcg@10": test - 0.01, "mrr@10": test - 0.06},
+            "fine-tuned + retriever": {"queries": 20, "ndcg@10": test, "mrr@10": test - 0.05}}
+    gain = test - retriever
+    paired = {"difference": gain, "low": gain - 0.03, "high": gain + 0.03, "p_value": 0.04, "wins": 8, "losses": 3,
+              "verdict": "win"}
+    dev_rows = None if dev is None else {"queries": 9, "ndcg@10": {"retriever": 0.6, "fine-tuned": 0.61, shipped: dev}}
+    metrics = {**rows, "shipped": shipped, "fusion": {"weight": 0.4}, "seconds": {"total": 120.0},
+               "shipped_vs_retriever": paired, "dev": dev_rows}
+    (folder/"metrics.json").write_text(json.dumps(metrics))
+    (folder/"config.yaml").write_text(yaml.safe_dump({**config, "resolved": {"device": "cpu"}}))
+    return folder
+
+def test_leaderboard_ranks_by_dev_and_shows_test_beside_it(tmp_path, capsys):
+    runs_dir = tmp_path/"runs"
+    _run_folder(runs_dir, "best-test", test=0.90, dev=0.70, config={"epochs": 1, "max_queries": None, "seed": 12})
+    for name, test, dev in [("best-dev", 0.80, 0.75), ("a-no-dev", 0.95, None), ("b-no-dev", 0.60, None)]:
+        _run_folder(runs_dir, name, test=test, dev=dev, config={"epochs": 2, "max_queries": 20, "seed": 12})
+    for aside in (".best-dev.partial-x1", "x.failed"): # a run being written, a failed attempt: not runs
+        (runs_dir/aside).mkdir(); (runs_dir/aside/"metrics.json").write_text("{")
+    table = batch.leaderboard(runs_dir)
+    assert list(table.index) == ["best-dev", "best-test", "a-no-dev", "b-no-dev"] # by dev; no dev last, by name
+    assert list(table.columns[:5]) == ["shipped", "dev ndcg@10", "test ndcg@10", "retriever test ndcg@10", "gain"]
+    assert table.loc["best-dev", "dev ndcg@10"] == 0.75 and table.loc["best-dev", "test ndcg@10"] == 0.80
+    assert table.loc["best-test", "gain"] == pytest.approx(0.20)
+    assert table.loc["best-test", "gain low"] == pytest.approx(0.17)
+    # max_queries is null in one run and 20 in the others: varying; seed is the same everywhere: not shown
+    assert table.attrs["parameters"] == ["max_queries", "epochs"] and "seed" not in table # run_pipeline's order
+    assert table.loc["best-test", "max_queries"] is None and table.loc["best-dev", "max_queries"] == 20
+    # --metric picks the test score shown; the ranking stays on dev
+    assert main(["leaderboard", str(runs_dir), "--metric", "mrr@10"]) == 0
+    by_mrr = pd.read_csv(runs_dir/"leaderboard.csv")
+    assert list(by_mrr["run"]) == list(table.index)
+    assert "test mrr@10" in by_mrr and "test ndcg@10" not in by_mrr
+    assert by_mrr.loc[0, "test mrr@10"] == pytest.approx(0.75) and by_mrr["gain low"].isna().all()
+    assert "best-dev" in capsys.readouterr().out.splitlines()[2]
+
+def test_leaderboard_reads_runs_written_before_the_shipped_key(tmp_path):
+    runs_dir = tmp_path/"runs"
+    for name, weight in [("w0", 0.0), ("w04", 0.4), ("w1", 1.0), ("nodev", None)]:
+        folder = _run_folder(runs_dir, name, test=0.8, dev=None, config={"epochs": 1})
+        metrics = json.loads((folder/"metrics.json").read_text())
+        del metrics["shipped"], metrics["dev"]
+        metrics["fusion"] = {"weight": weight} if weight is not None else {}
+        (folder/"metrics.json").write_text(json.dumps(metrics))
+    shipped = batch.leaderboard(runs_dir)["shipped"].to_dict()
+    assert shipped == {"nodev": "fine-tuned", "w0": "retriever", "w04": "fine-tuned + retriever", "w1": "fine-tuned"}
+
+ROWS = '"retriever": {"ndcg@10": 0.7}, "fine-tuned": {"ndcg@10": 0.8}'
+
+@pytest.mark.parametrize("content, message", [
+    ('{"retriever": {"ndcg@10": 0.7', "metrics.json: not valid JSON ("),
+    ('{"shipped": "fine-tuned", "fine-tuned": {"ndcg@10": 0.8}}', "metrics.json: missing key(s) ['retriever']"),
+    ('[1, 2]', "metrics.json: expected a JSON object, got list"),
+    ('{"shipped": "fine-tuned", ' + ROWS + ', "dev": [1]}', 'metrics.json: "dev" must be null or')])
+def test_leaderboard_over_a_broken_metrics_file_is_one_line_naming_it(tmp_path, capsys, content, message):
+    runs_dir = tmp_path/"runs"
+    _run_folder(runs_dir, "fine", test=0.8, dev=0.7, config={"epochs": 1})
+    (runs_dir/"x").mkdir(); (runs_dir/"x"/"metrics.json").write_text(content)
+    assert main(["leaderboard", str(runs_dir)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"reranker-tune: error: {runs_dir/'x'/'metrics.json'}: ")
+    assert message in err[0] and not (runs_dir/"leaderboard.csv").exists()
+
+def test_leaderboard_over_a_broken_config_is_one_line_naming_it(tmp_path, capsys):
+    folder = _run_folder(tmp_path/"runs", "fine", test=0.8, dev=0.7, config={"epochs": 1})
+    (folder/"config.yaml").write_text("epochs: [1,\n")
+    assert main(["leaderboard", str(tmp_path/"runs")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and f"{folder/'config.yaml'}: not valid YAML" in err[0]
+
+@pytest.mark.parametrize("content, message", [
+    ("", "empty sweep: give `base`, `grid` or `runs`"), ("# to do\n", "empty sweep: give"),
+    ("runs_dir: runs/x\n", "empty sweep: no `base`, `grid` or `runs`"),
+    ("base: {epochs: 1}\nruns: []\n", "empty sweep: `runs` is an empty list"),
+    ("grid: {epochs: []}\n", "empty sweep: grid parameter(s) ['epochs'] have no values"),
+    ("- epochs: 1\n", "a sweep is a mapping with keys"), ("just text\n", "a sweep is a mapping with keys"),
+    ("grid: [1, 2]\n", "`grid` must be a mapping"), ("base: {epochs: [1,\n", "not valid YAML (")])
+def test_a_sweep_that_runs_nothing_is_refused_naming_the_file(tmp_path, capsys, content, message):
+    sweep = tmp_path/"sweep.yaml"; sweep.write_text(content)
+    assert main(["sweep", str(sweep), "--runs-dir", str(tmp_path/"runs")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"reranker-tune: error: {sweep}: ") and message in err[0]
+    assert not (tmp_path/"runs").exists()
+
+# ---- rerank from the shell ----
+
+@pytest.fixture(scope="module")
+def model_folder(tiny_bert, tmp_path_factory) -> Path:
+    from reranker_tune import training
+    model = training.load_reranker(tiny_bert, device="cpu")
+    return training.save_model(model, tmp_path_factory.mktemp("served")/"model")
+
+QUERY = "how deep should a raised bed be?"
+DOCUMENTS = ["Six to twelve inches of soil suits most vegetables.", "Water the bed twice a week.",
+             "Raised beds warm up early in spring."]
+
+def _expected(model_folder: Path, documents: dict) -> list[tuple]:
+    "(id, score) best first, scored by a CrossEncoder loaded on its own."
+    from sentence_transformers import CrossEncoder
+    scores = CrossEncoder(str(model_folder), device="cpu").predict([(QUERY, d) for d in documents.values()])
+    return sorted(zip(documents, map(float, scores)), key=lambda p: -p[1])
+
+def _printed(capsys) -> list[dict]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+def _rerank(model_folder: Path, documents: str, *options) -> int:
+    return main(["rerank", str(model_folder), "--query", QUERY, "--documents", documents, *options])
+
+def test_rerank_command_prints_one_json_line_per_result(model_folder, tmp_path, capsys, monkeypatch):
+    text = tmp_path/"candidates.txt"; text.write_text(DOCUMENTS[0] + "\n\n" + "\n".join(DOCUMENTS[1:]) + "\n")
+    assert _rerank(model_folder, str(text), "--top-k", "2") == 0
+    results = _printed(capsys)
+    by_line = {1: DOCUMENTS[0], 3: DOCUMENTS[1], 4: DOCUMENTS[2]} # ids: line numbers, the blank line skipped
+    expected = _expected(model_folder, by_line)
+    assert [r["rank"] for r in results] == [1, 2] and [r["id"] for r in results] == [i for i, _ in expected[:2]]
+    assert [r["score"] for r in results] == pytest.approx([s for _, s in expected[:2]], abs=1e-5)
+    assert results[0]["text"] == by_line[results[0]["id"]]
+
+    by_key = {f"faq-{i}": d for i, d in enumerate(DOCUMENTS)}
+    as_json = tmp_path/"candidates.json"; as_json.write_text(json.dumps(by_key))
+    assert _rerank(model_folder, str(as_json)) == 0
+    assert [r["id"] for r in _printed(capsys)] == [i for i, _ in _expected(model_folder, by_key)]
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(DOCUMENTS)))
+    assert _rerank(model_folder, "-", "--top-k", "1") == 0
+    assert [r["id"] for r in _printed(capsys)] == [_expected(model_folder, dict(enumerate(DOCUMENTS, 1)))[0][0]]
+
+@pytest.mark.parametrize("documents, message", [
+    ("nope.txt", "nope.txt: no such documents file"), ("blank.txt", "blank.txt: no documents"),
+    ("list.json", "list.json: no documents"), ("bad.json", "bad.json: not valid JSON")])
+def test_rerank_command_refuses_bad_documents_in_one_line(model_folder, tmp_path, capsys, documents, message):
+    (tmp_path/"blank.txt").write_text("\n  \n"); (tmp_path/"list.json").write_text("[]")
+    (tmp_path/"bad.json").write_text('["a",')
+    assert _rerank(model_folder, str(tmp_path/documents)) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1 and message in captured.err
+
+def test_rerank_command_on_a_folder_without_a_model_is_one_line(tmp_path, capsys):
+    text = tmp_path/"candidates.txt"; text.write_text("a\n")
+    assert _rerank(tmp_path/"no-run", str(text)) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("reranker-tune: error: ") and "no-run" in err[0]
