@@ -98,13 +98,37 @@ def test_without_a_checkout_a_generated_notebook_runs(tmp_path, tiny_bert, tiny_
     assert batch.run_sweep({"installed": params}, tmp_path) == {"installed": "finished"}
     record = json.loads((tmp_path/"installed"/"batch.json").read_text())
     assert record["notebook"] == "generated (run_pipeline)" and (tmp_path/"installed"/"metrics.json").is_file()
-    assert "run_pipeline(source=source" in (tmp_path/"installed"/"pipeline.ipynb").read_text()
+    assert "run_pipeline(JobConfig(source=source" in (tmp_path/"installed"/"pipeline.ipynb").read_text()
 
 def test_the_pipeline_notebook_refuses_a_parameter_it_lacks(tmp_path, capsys):
-    "06_pipeline's parameters cell has no `device`: caught before any run starts, exit status 2."
-    assert main(["run", "--param", "device=cuda", "--runs-dir", str(tmp_path)]) == 2
-    assert "has no parameter for {'device-cuda': ['device']}" in capsys.readouterr().err
-    assert not any(tmp_path.iterdir())
+    "A notebook whose parameters cell lacks a parameter the run sets: caught before any run starts, exit status 2."
+    import nbformat
+    notebook = batch.driver_notebook()
+    cell = notebook.cells[1]
+    cell.source = "\n".join(l for l in cell.source.splitlines() if not l.startswith("device ="))
+    nbformat.write(notebook, tmp_path/"old.ipynb")
+    assert main(["run", "--param", "device=cpu", "--runs-dir", str(tmp_path/"runs"), "--notebook", str(tmp_path/"old.ipynb")]) == 2
+    assert "has no parameter for {'device-cpu': ['device']}" in capsys.readouterr().err
+    assert not (tmp_path/"runs").exists()
+
+def test_a_value_of_the_wrong_type_stops_the_sweep_before_any_run(tmp_path, capsys):
+    sweep = tmp_path/"bad.yaml"
+    sweep.write_text(f"runs_dir: {tmp_path/'runs'}\ngrid:\n  batch_size: [8, abc]\n")
+    assert main(["sweep", str(sweep)]) == 2
+    assert f"{sweep}: batch_size='abc': a whole number >= 1 is allowed" in capsys.readouterr().err
+    assert not (tmp_path/"runs").exists()
+
+def test_run_config_reproduces_a_run(tmp_path, tiny_bert, tiny_embedder, monkeypatch):
+    "`reranker-tune run --config runs/x/config.yaml` executes the same parameters into the same folder."
+    from reranker_tune.pipeline import JobConfig
+    record = {**JobConfig(run_dir=str(tmp_path/"runs"/"x"), embedder=tiny_embedder, base_model=tiny_bert, epochs=1,
+                          top_k=5).as_record(), "resolved": {"device": "cpu"}}
+    (tmp_path/"config.yaml").write_text(yaml.safe_dump(record))
+    seen = {}
+    monkeypatch.setattr(batch, "execute_run", lambda name, params, runs_dir, *a, **k: seen.update(name=name, params=params, runs_dir=runs_dir) or "finished")
+    assert main(["run", "--config", str(tmp_path/"config.yaml"), "--param", "seed=3"]) == 0
+    assert seen["name"] == "x" and Path(seen["runs_dir"]) == tmp_path/"runs"
+    assert seen["params"] == {**{k: v for k, v in record.items() if k not in ("run_dir", "resolved")}, "seed": 3}
 
 def test_bad_input_names_the_file_and_the_parameter(tmp_path, capsys):
     sweep = tmp_path/"typo.yaml"
