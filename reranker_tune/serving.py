@@ -196,7 +196,8 @@ def _check_first_stage(scores, ids: list) -> np.ndarray:
     try: x = np.asarray(scores, dtype=float)
     except (TypeError, ValueError): raise ValueError("first_stage_scores must be numbers, one per document.") from None
     if x.ndim != 1 or len(x) != len(ids):
-        raise ValueError(f"first_stage_scores: {x.size} scores for {len(ids)} documents; give one per document, in their order.")
+        raise ValueError(f"first_stage_scores: {x.size} scores for {len(ids)} documents; give one per document, "
+                         "in their order.")
     bad = [ids[j] for j in np.flatnonzero(~np.isfinite(x))]
     if bad: raise ValueError(f"first_stage_scores are not finite numbers for documents {_listed(bad)}.")
     return x
@@ -220,7 +221,7 @@ def _warn_cross_encoder_alone(folder: Path):
 def _cached_embedder(name: str, device: str|None) -> SentenceTransformer: return load_embedder(name, device)
 
 def _retriever_name(rule: dict) -> str:
-    "The retriever to load: the path the run resolved when it exists here, else its model id, resolved offline if need be."
+    "The retriever: the path the run resolved when it exists here, else its model id (resolved offline if need be)."
     path = rule["retriever"].get("resolved_path")
     if path and Path(path).expanduser().exists(): return str(Path(path).expanduser())
     return resolve_model(rule["retriever"]["model"])
@@ -230,11 +231,12 @@ class Reranker:
     "What a run ships (the retriever's order, the cross-encoder or their fusion), loaded once; call it per query."
     def __init__(self, source: str|Path|CrossEncoder="runs/demo", # a run folder, a model folder, or a CrossEncoder
                  device: str|None=None, # None: the best device
-                 onnx_file: str|Path|None=None, # score the cross-encoder with this ONNX file of its folder (see `export_onnx`)
+                 onnx_file: str|Path|None=None, # e.g. "onnx/model.onnx" in its model folder (see `export_onnx`)
                  batch_size: int=32, # pairs per forward pass
                  max_length: int|None=None, # None: the length the model was saved with; at most its positions
                 ):
-        self.device, self.batch_size, self.run_dir, self.model, self.retriever_name = device, batch_size, None, None, None
+        self.device, self.batch_size = device, batch_size
+        self.run_dir, self.model, self.retriever_name = None, None, None
         self.rule = {"shipped": CROSS_ENCODER, "fusion_weight": 1.0}
         path = None if isinstance(source, CrossEncoder) else Path(source).expanduser()
         if path is None: self.model = source
@@ -249,40 +251,45 @@ class Reranker:
         weight = self.rule["fusion_weight"]
         if weight < 1: self.retriever_name = _retriever_name(self.rule) # resolved now: a missing model fails at start-up
         if weight > 0:
-            self.model = cached_model(run_dir/self.rule["cross_encoder"]["folder"], self.device, onnx_file, max_length)
+            folder = run_dir/self.rule["cross_encoder"]["folder"]
+            self.model = cached_model(folder, self.device, onnx_file, max_length)
         else: warnings.warn(f"{run_dir} ships the retriever's order: the fine-tuned cross-encoder did not beat it "
                             "on dev, so it is not loaded.")
 
     @property
     def retriever(self) -> SentenceTransformer:
         "The run's first-stage retriever, loaded on first use (not at all when first-stage scores are given)."
-        if self.retriever_name is None: raise AttributeError("This reranker serves the cross-encoder alone: no retriever.")
+        if self.retriever_name is None: raise AttributeError("This serves the cross-encoder alone: no retriever.")
         return _cached_embedder(self.retriever_name, self.device)
 
     def retriever_scores(self, query: str, texts: list[str]) -> np.ndarray:
-        "Cosine similarity of the retriever's normalised embeddings of `query` and each text, as the evaluation computes it."
-        encode = dict(batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
-        return np.asarray(self.retriever.encode(texts, **encode) @ self.retriever.encode([query], **encode)[0], dtype=float)
+        "Cosine of the retriever's normalised embeddings of `query` and each text, as the evaluation computes it."
+        encode = dict(batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True,
+                      show_progress_bar=False)
+        similarities = self.retriever.encode(texts, **encode) @ self.retriever.encode([query], **encode)[0]
+        return np.asarray(similarities, dtype=float)
 
     def cross_encoder_logits(self, query: str, texts: list[str]) -> np.ndarray:
         "The cross-encoder's raw logit for each text, as the evaluation computes it (`rerank_scores`)."
-        logits = np.asarray(rerank_scores(self.model, [{"query": query, "documents": texts}], self.batch_size, False)[0], dtype=float)
+        sample = {"query": query, "documents": texts}
+        logits = np.asarray(rerank_scores(self.model, [sample], self.batch_size, False)[0], dtype=float)
         if logits.ndim != 1: raise ValueError(f"Ranking needs one score per pair; this model gives {logits.shape[-1]}.")
         return logits
 
-    def _scores(self, query: str, texts: list[str], first_stage: np.ndarray|None) -> tuple[np.ndarray, np.ndarray]:
+    def _scores(self, query: str, texts: list[str], first_stage) -> tuple[np.ndarray, np.ndarray]:
         "(what the documents are ranked by, what is reported as their score), by the shipped rule."
         if self.weight < 1 and first_stage is None: first_stage = self.retriever_scores(query, texts)
         if self.weight == 0: return first_stage, first_stage
         logits = self.cross_encoder_logits(query, texts)
         if self.weight == 1: return logits, self.model.activation_fn(torch.as_tensor(logits)).numpy()
-        fused = fuse_scores([{"query": query, "documents": texts, "retriever_scores": first_stage}], [logits], self.weight)[0]
+        sample = {"query": query, "documents": texts, "retriever_scores": first_stage}
+        fused = fuse_scores([sample], [logits], self.weight)[0]
         return fused, fused
 
     def rerank(self, query: str, # the user's question
                documents, # candidate texts: a list, or a dict {id: text}
                top_k: int|None=10, # how many to return; None: all
-               first_stage_scores=None, # the retriever's score of each document (list in order, or dict by id); None: computed
+               first_stage_scores=None, # the retriever's score per document (list, or dict by id); None: computed
               ) -> list[Ranked]: # best first
         "The `top_k` best of `documents` for `query`, ranked by the shipped rule (stable: ties keep the given order)."
         if not isinstance(query, str) or not query.strip(): raise ValueError(f"query must be a non-empty string, got {query!r}.")
@@ -297,13 +304,14 @@ class Reranker:
 
     def __repr__(self):
         backend = "none" if self.model is None else f"{self.model[0].backend} on {self.model.device}"
-        return f"Reranker({self.run_dir or 'cross-encoder'}: {self.shipped!r}, weight {self.weight:g}, cross-encoder {backend})"
+        return (f"Reranker({self.run_dir or 'cross-encoder'}: {self.shipped!r}, weight {self.weight:g}, "
+                f"cross-encoder {backend})")
 
 # %% ../nbs/08_serving.ipynb #16401801
 def rerank(query: str, # the user's question
            documents, # candidate texts: a list, or a dict {id: text}
            top_k: int|None=10, # how many to return; None: all
-           source: str|Path|CrossEncoder="runs/demo", # a run folder, a model folder, or a CrossEncoder (loaded once per process)
+           source: str|Path|CrossEncoder="runs/demo", # a run folder, a model folder, or a CrossEncoder
            onnx_file: str|Path|None=None, # score the cross-encoder with this ONNX file of its folder instead of torch
            device: str|None=None,
            batch_size: int=32,
@@ -330,18 +338,20 @@ def _rank_numbers(hits: list[Ranked], n: int) -> np.ndarray:
 
 # %% ../nbs/08_serving.ipynb #a1889a9f
 def served_metrics(run_dir: str|Path, # a finished run folder
-                   eval_set: list[dict]|None=None, # samples (query, positive, documents[, retriever_scores]); None: heldout.jsonl
+                   eval_set: list[dict]|None=None, # samples like heldout.jsonl's; None: heldout.jsonl
                    first_stage: str="stored", # "stored": each sample's retriever_scores; "recompute": the Reranker's own
                   ) -> pd.DataFrame: # one row per query: ndcg@10, mrr@10, map
     "Per-query metrics of the ranking `Reranker(run_dir)` serves, on the run's held-out questions or `eval_set`."
-    if first_stage not in ("stored", "recompute"): raise ValueError(f"first_stage must be 'stored' or 'recompute', got {first_stage!r}.")
+    if first_stage not in ("stored", "recompute"):
+        raise ValueError(f"first_stage must be 'stored' or 'recompute', got {first_stage!r}.")
     reranker = Reranker(run_dir)
     samples = read_heldout(run_dir) if eval_set is None else list(eval_set)
     scores = []
     for i, s in enumerate(samples):
         stored = s.get("retriever_scores") if first_stage == "stored" else None
         if stored is None and first_stage == "stored" and reranker.weight < 1:
-            raise ValueError(f"Sample {i} has no retriever_scores; pass first_stage='recompute' to let the retriever score it.")
+            raise ValueError(f"Sample {i} has no retriever_scores; pass first_stage='recompute' to let the "
+                             "retriever score it.")
         hits = reranker.rerank(s["query"], s["documents"], top_k=None, first_stage_scores=stored)
         scores.append(_rank_numbers(hits, len(s["documents"])))
     return per_query_metrics(samples, scores)
