@@ -1,5 +1,5 @@
-"Serving: the rerank API, ONNX export and parity on the tiny cross-encoder, and the safety of what is saved and loaded."
-import shutil, subprocess, sys
+"Serving: what a run ships, the rerank API, ONNX export and parity on the tiny cross-encoder, and the safety of what is saved and loaded."
+import json, shutil, subprocess, sys, warnings
 from pathlib import Path
 import numpy as np, pytest
 from sentence_transformers import CrossEncoder
@@ -7,7 +7,9 @@ from reranker_tune import serving
 from reranker_tune.serving import (rerank, Reranker, Ranked, load_model, cached_model, check_model_folder, ModelFolderError,
                                    export_onnx, quantize_onnx, onnx_parity, compare_backends, ParityError, OnnxNotInstalled,
                                    FP32_TOLERANCE)
+from reranker_tune.serving import load_shipped_rule, served_metrics, read_heldout
 from reranker_tune.training import load_reranker, save_model
+from reranker_tune.evaluation import fuse_scores, rerank_scores, per_query_metrics, RETRIEVER, CROSS_ENCODER, FUSION
 
 QUERY = "how often should I water tomatoes"
 DOCS = ["Water tomatoes deeply twice a week.", "Prune apple trees in late winter.", "Roses like full sun.",
@@ -20,8 +22,29 @@ def eval_samples(n=4):
 
 @pytest.fixture(scope="session")
 def model_folder(tiny_bert, tmp_path_factory) -> Path:
-    "The tiny cross-encoder, saved by the training stage's `save_model`."
-    return save_model(load_reranker(tiny_bert, device="cpu"), tmp_path_factory.mktemp("saved")/"model")
+    "The tiny cross-encoder, saved by the training stage's `save_model`, with a tokenizer that knows the sample's words."
+    import torch
+    from transformers import BertTokenizerFast
+    bert = Path(shutil.copytree(tiny_bert, tmp_path_factory.mktemp("bert")/"bert"))
+    # conftest's tokenizer.json maps every word to [UNK] under transformers 5; rebuilt from vocab.txt alone it does not
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"): (bert/f).unlink(missing_ok=True)
+    BertTokenizerFast.from_pretrained(str(bert)).save_pretrained(str(bert))
+    model = load_reranker(str(bert), device="cpu")
+    with torch.no_grad(): model[0].model.classifier.weight.mul_(100) # a fresh head scores every pair about the same
+    return save_model(model, tmp_path_factory.mktemp("saved")/"model")
+
+@pytest.fixture(scope="session")
+def retriever_folder(model_folder, tmp_path_factory) -> str:
+    "A random StaticEmbedding retriever on the same working tokenizer (conftest's tiny_embedder sees only [UNK])."
+    import torch
+    from transformers import BertTokenizerFast
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    torch.manual_seed(0)
+    static = StaticEmbedding(BertTokenizerFast.from_pretrained(str(model_folder)), embedding_dim=32)
+    folder = tmp_path_factory.mktemp("retriever")
+    SentenceTransformer(modules=[static], device="cpu").save(str(folder))
+    return str(folder)
 
 @pytest.fixture
 def own_folder(model_folder, tmp_path) -> Path:
@@ -31,7 +54,7 @@ def own_folder(model_folder, tmp_path) -> Path:
 # --- the rerank API ---
 
 def test_rerank_returns_the_best_first_as_ranked_rows(model_folder):
-    hits = rerank(QUERY, DOCS, top_k=3, model=model_folder)
+    hits = rerank(QUERY, DOCS, top_k=3, source=model_folder)
     assert [h.rank for h in hits] == [1, 2, 3] and all(isinstance(h, Ranked) for h in hits)
     expected = CrossEncoder(str(model_folder), device="cpu").rank(QUERY, DOCS, top_k=3)
     assert [h.id for h in hits] == [e["corpus_id"] for e in expected]
@@ -41,28 +64,28 @@ def test_rerank_returns_the_best_first_as_ranked_rows(model_folder):
 
 def test_a_dict_of_documents_gives_back_its_ids(model_folder):
     docs = {f"faq-{i}": d for i, d in enumerate(DOCS)}
-    by_list = rerank(QUERY, DOCS, top_k=None, model=model_folder)
-    by_dict = rerank(QUERY, docs, top_k=None, model=model_folder)
+    by_list = rerank(QUERY, DOCS, top_k=None, source=model_folder)
+    by_dict = rerank(QUERY, docs, top_k=None, source=model_folder)
     assert [h.id for h in by_dict] == [f"faq-{h.id}" for h in by_list]
     assert [h.text for h in by_dict] == [h.text for h in by_list]
 
 def test_top_k_none_or_larger_than_the_candidates_returns_them_all(model_folder):
-    assert len(rerank(QUERY, DOCS, top_k=None, model=model_folder)) == len(DOCS)
-    assert len(rerank(QUERY, DOCS, top_k=100, model=model_folder)) == len(DOCS)
-    assert len(rerank(QUERY, DOCS[:1], top_k=1, model=model_folder)) == 1
+    assert len(rerank(QUERY, DOCS, top_k=None, source=model_folder)) == len(DOCS)
+    assert len(rerank(QUERY, DOCS, top_k=100, source=model_folder)) == len(DOCS)
+    assert len(rerank(QUERY, DOCS[:1], top_k=1, source=model_folder)) == 1
 
 @pytest.mark.parametrize("documents,top_k,error,message", [
     ([], 3, ValueError, "documents is empty"), ({}, 3, ValueError, "documents is empty"),
     (DOCS, 0, ValueError, "at least 1"), (DOCS, -2, ValueError, "at least 1"), (DOCS, "3", TypeError, "whole number"),
     ("a single text", 3, TypeError, "not a single string"), (["ok", 7], 3, TypeError, "not text at [1]")])
 def test_bad_requests_fail_with_clear_errors(model_folder, documents, top_k, error, message):
-    with pytest.raises(error, match=message.replace("[", r"\[").replace("]", r"\]")): rerank(QUERY, documents, top_k=top_k, model=model_folder)
+    with pytest.raises(error, match=message.replace("[", r"\[").replace("]", r"\]")): rerank(QUERY, documents, top_k=top_k, source=model_folder)
 
 def test_an_empty_query_is_refused(model_folder):
-    with pytest.raises(ValueError, match="non-empty string"): rerank("  ", DOCS, model=model_folder)
+    with pytest.raises(ValueError, match="non-empty string"): rerank("  ", DOCS, source=model_folder)
 
 def test_a_missing_folder_or_one_that_is_not_a_model_is_named(tmp_path):
-    with pytest.raises(ModelFolderError, match="no such model folder.*make demo"): rerank(QUERY, DOCS, model=tmp_path/"nope")
+    with pytest.raises(ModelFolderError, match="no such run folder.*make demo"): rerank(QUERY, DOCS, source=tmp_path/"nope")
     (tmp_path/"notes").mkdir(); (tmp_path/"notes"/"readme.txt").write_text("hi")
     with pytest.raises(ModelFolderError, match="not a saved model"): Reranker(tmp_path/"notes")
     (tmp_path/"file.txt").write_text("x")
@@ -78,7 +101,7 @@ def test_the_model_is_loaded_once_and_again_when_replaced(model_folder, tmp_path
 def test_a_loaded_cross_encoder_is_used_as_it_is(model_folder):
     model = load_model(model_folder, device="cpu")
     assert Reranker(model).model is model
-    assert [h.id for h in rerank(QUERY, DOCS, model=model)] == [h.id for h in rerank(QUERY, DOCS, model=model_folder)]
+    assert [h.id for h in rerank(QUERY, DOCS, source=model)] == [h.id for h in rerank(QUERY, DOCS, source=model_folder)]
 
 # --- ONNX ---
 
@@ -91,8 +114,8 @@ def test_onnx_export_of_the_tiny_cross_encoder_passes_parity(own_folder):
     assert not report["quantized"] and "parity OK" in report["summary"]
     pairs = [(s["query"], d) for s in eval_samples() for d in s["documents"]] # plain pairs work too
     assert onnx_parity(own_folder, own_folder, pairs)["queries"] == 4
-    onnx_hits = rerank(QUERY, DOCS, top_k=None, model=own_folder, onnx_file="onnx/model.onnx")
-    assert [h.id for h in onnx_hits] == [h.id for h in rerank(QUERY, DOCS, top_k=None, model=own_folder)]
+    onnx_hits = rerank(QUERY, DOCS, top_k=None, source=own_folder, onnx_file="onnx/model.onnx")
+    assert [h.id for h in onnx_hits] == [h.id for h in rerank(QUERY, DOCS, top_k=None, source=own_folder)]
 
 def test_int8_export_runs_and_reports_agreement_without_demanding_identity(own_folder):
     files = export_onnx(own_folder, quantize=True)
@@ -168,12 +191,12 @@ def test_an_interrupted_save_keeps_the_finished_model_and_never_looks_like_one(m
     assert (folder/"model.safetensors").read_bytes() == before # the finished model is untouched
     with pytest.raises(ModelFolderError, match="interrupted"): check_model_folder(tmp_path/"model.partial")
     shutil.rmtree(folder)
-    with pytest.raises(ModelFolderError, match="training has not finished"): rerank(QUERY, DOCS, model=folder)
+    with pytest.raises(ModelFolderError, match="training has not finished"): rerank(QUERY, DOCS, source=folder)
 
 def test_pickled_weights_are_refused(model_folder, tmp_path):
     folder = Path(shutil.copytree(model_folder, tmp_path/"model"))
     (folder/"model.safetensors").unlink(); (folder/"pytorch_model.bin").write_bytes(b"not loaded")
-    with pytest.raises(ModelFolderError, match="pickled weights"): rerank(QUERY, DOCS, model=folder)
+    with pytest.raises(ModelFolderError, match="pickled weights"): rerank(QUERY, DOCS, source=folder)
 
 def test_remote_code_is_off_by_default_everywhere_a_model_is_loaded(model_folder, tmp_path):
     import inspect, json
@@ -184,3 +207,182 @@ def test_remote_code_is_off_by_default_everywhere_a_model_is_loaded(model_folder
     model = load_model(folder, device="cpu")
     assert model.trust_remote_code is False and type(model.activation_fn).__name__ == "Sigmoid"
     assert "an_untrusted_module" not in sys.modules
+
+# --- serving what a run ships ---
+
+SYSTEM_OF = {0.0: RETRIEVER, 0.3: FUSION, 1.0: CROSS_ENCODER}
+
+def cosines(embedder, query, documents) -> np.ndarray:
+    "The retriever's scores as the evaluation computes them: normalised embeddings, dot product."
+    encode = dict(convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+    return embedder.encode(documents, **encode) @ embedder.encode([query], **encode)[0]
+
+@pytest.fixture(scope="session")
+def heldout(retriever_folder) -> list[dict]:
+    "eval_samples() in the tiny retriever's order, with its scores: what a run writes to heldout.jsonl."
+    from sentence_transformers import SentenceTransformer
+    embedder, out = SentenceTransformer(retriever_folder, device="cpu"), []
+    for s in eval_samples():
+        sims = cosines(embedder, s["query"], s["documents"])
+        order = np.argsort(-sims, kind="stable")
+        out.append({**s, "documents": [s["documents"][j] for j in order], "retriever_scores": [float(sims[j]) for j in order]})
+    return out
+
+@pytest.fixture
+def make_run(model_folder, retriever_folder, heldout, tmp_path):
+    "A run folder built by hand after the layout in the issue: model/, shipped.json, heldout.jsonl."
+    def make(weight: float, name: str="run", **fields) -> Path:
+        run = tmp_path/name
+        shutil.copytree(model_folder, run/"model")
+        rule = {"format": 1, "shipped": SYSTEM_OF[weight], "fusion_weight": weight,
+                "normalisation": "z-score per query", "cross_encoder": {"folder": "model", "scores": "raw logits, no activation"},
+                "retriever": {"model": "tiny-embedder", "resolved_path": retriever_folder, "scores": "cosine"},
+                "top_k": None, "dev_ndcg@10_by_weight": {}, "reason": "hand-made for a test", **fields}
+        (run/"shipped.json").write_text(json.dumps(rule))
+        (run/"heldout.jsonl").write_text("".join(json.dumps(s) + "\n" for s in heldout))
+        return run
+    return make
+
+def fused_reference(model_folder, samples, weight) -> list:
+    "The evaluation stage's fused scores for `samples`, computed without serving."
+    return fuse_scores(samples, rerank_scores(load_model(model_folder, device="cpu"), samples, show_progress_bar=False), weight)
+
+def test_weight_zero_serves_the_retriever_order_and_never_loads_the_cross_encoder(make_run, heldout, monkeypatch):
+    run = make_run(0.0)
+    def refuse(*a, **k): raise AssertionError("the cross-encoder was asked for")
+    for name in ("cached_model", "load_model", "rerank_scores"): monkeypatch.setattr(serving, name, refuse)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reranker = Reranker(run, device="cpu")
+        hits = [reranker.rerank(s["query"], s["documents"], top_k=None) for s in heldout]
+    assert [str(w.message) for w in caught if "retriever's order" in str(w.message)] == [f"{run} ships the retriever's order: "
+            "the fine-tuned cross-encoder did not beat it on dev, so it is not loaded."]
+    assert len(caught) == 1 and reranker.model is None and reranker.shipped == RETRIEVER
+    for s, h in zip(heldout, hits): # served in the stored (retriever) order, a sample comes back in that order
+        assert [x.id for x in h] == list(range(len(s["documents"])))
+        np.testing.assert_allclose([x.score for x in h], s["retriever_scores"], atol=1e-6)
+    shuffled = heldout[0]["documents"][::-1]
+    assert [x.text for x in reranker.rerank(heldout[0]["query"], shuffled, top_k=None)] == heldout[0]["documents"]
+
+def test_weight_one_serves_the_cross_encoder_order(make_run, model_folder, heldout):
+    reranker = Reranker(make_run(1.0), device="cpu")
+    assert reranker.retriever_name is None and reranker.shipped == CROSS_ENCODER
+    for s in heldout:
+        hits = reranker.rerank(s["query"], s["documents"], top_k=None, first_stage_scores=[1.0]*len(s["documents"]))
+        expected = CrossEncoder(str(model_folder), device="cpu").rank(s["query"], s["documents"])
+        assert [h.id for h in hits] == [e["corpus_id"] for e in expected]
+        np.testing.assert_allclose([h.score for h in hits], [e["score"] for e in expected], atol=1e-6)
+
+def test_fusion_ranks_by_the_evaluation_stage_fuse_scores(make_run, model_folder, heldout):
+    reranker = Reranker(make_run(0.3), device="cpu")
+    fused = fused_reference(model_folder, heldout, 0.3)
+    for s, f in zip(heldout, fused):
+        hits = reranker.rerank(s["query"], s["documents"], top_k=3, first_stage_scores=s["retriever_scores"])
+        assert [h.id for h in hits] == list(np.argsort(-f, kind="stable")[:3])
+        np.testing.assert_allclose([h.score for h in hits], np.sort(f)[::-1][:3], atol=1e-4) # z-scores magnify float noise
+    # the fused order is neither of its parts' on these samples, so the test tells them apart
+    logits = rerank_scores(load_model(model_folder, device="cpu"), heldout, show_progress_bar=False)
+    assert any(list(np.argsort(-f, kind="stable")) not in (list(np.argsort(-l, kind="stable")), list(range(len(f))))
+               for f, l in zip(fused, logits))
+
+def test_given_first_stage_scores_match_the_recomputed_ones(make_run, heldout):
+    reranker = Reranker(make_run(0.3), device="cpu")
+    for s in heldout:
+        docs = dict(zip([f"doc-{j}" for j in range(len(s["documents"]))], s["documents"]))
+        computed = reranker.rerank(s["query"], docs, top_k=None)
+        given = reranker.rerank(s["query"], docs, top_k=None, first_stage_scores=s["retriever_scores"])
+        by_id = reranker.rerank(s["query"], docs, top_k=None, first_stage_scores=dict(zip(docs, s["retriever_scores"])))
+        assert [h.id for h in computed] == [h.id for h in given] == [h.id for h in by_id]
+        np.testing.assert_allclose([h.score for h in computed], [h.score for h in given], atol=1e-5)
+    with pytest.raises(ValueError, match="5 scores for 6 documents"): reranker.rerank(QUERY, DOCS, first_stage_scores=[0.1]*5)
+    with pytest.raises(ValueError, match=r"not finite numbers for documents \[2\]"):
+        reranker.rerank(QUERY, DOCS, first_stage_scores=[0.1, 0.2, float("inf"), 0.0, 0.0, 0.0])
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, 1.0])
+def test_served_metrics_equal_the_evaluation_of_the_shipped_system(make_run, model_folder, heldout, weight):
+    run = make_run(weight)
+    scores = None if weight == 0 else fused_reference(model_folder, heldout, weight) if weight < 1 else \
+        rerank_scores(load_model(model_folder, device="cpu"), heldout, show_progress_bar=False)
+    expected = per_query_metrics(heldout, scores)
+    for first_stage in ("stored", "recompute"):
+        served = served_metrics(run, first_stage=first_stage)
+        assert list(served.columns) == ["ndcg@10", "mrr@10", "map"] and len(served) == len(heldout)
+        np.testing.assert_allclose(served.to_numpy(), expected.to_numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(served_metrics(run, eval_set=heldout[:2]).to_numpy(), expected.to_numpy()[:2], atol=1e-9)
+    if weight == 0: np.testing.assert_allclose(served.to_numpy(), per_query_metrics(heldout).to_numpy(), atol=1e-9) # the retriever's row
+
+def test_served_metrics_refuse_to_recompute_silently(make_run, heldout):
+    bare = [{k: v for k, v in s.items() if k != "retriever_scores"} for s in heldout]
+    with pytest.raises(ValueError, match="Sample 0 has no retriever_scores.*recompute"): served_metrics(make_run(0.3), eval_set=bare)
+    with pytest.raises(ValueError, match="first_stage must be"): served_metrics(make_run(0.3, "other"), first_stage="cached")
+    assert read_heldout(make_run(1.0, "third")) == heldout
+
+def test_a_model_folder_serves_the_cross_encoder_alone_and_says_so_once(make_run):
+    run = make_run(0.3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reranker = Reranker(run/"model", device="cpu")
+        reranker.rerank(QUERY, DOCS); reranker.rerank(QUERY, DOCS[:3])
+    assert len(caught) == 1 and reranker.shipped == CROSS_ENCODER and reranker.weight == 1
+    assert "cross-encoder alone" in str(caught[0].message) and f"Reranker('{run}')" in str(caught[0].message)
+    assert "'fine-tuned + retriever'" in str(caught[0].message)
+
+def test_a_run_folder_without_shipped_json_names_its_model_folder(make_run):
+    run = make_run(0.3)
+    (run/"shipped.json").unlink()
+    with pytest.raises(ModelFolderError, match=r"shipped.json: no such file.*Reranker\('.*model'\)"): Reranker(run)
+
+def test_empty_documents_and_blank_queries_are_refused(make_run):
+    reranker = Reranker(make_run(0.3), device="cpu")
+    with pytest.raises(ValueError, match=r"documents at \[1, 3\] \(2 in all\) are empty or only whitespace"):
+        reranker.rerank(QUERY, ["a", " ", "b", ""])
+    with pytest.raises(ValueError, match=r"documents at \['faq-2'\]"): reranker.rerank(QUERY, {"faq-1": "a", "faq-2": "\t"})
+    with pytest.raises(ValueError, match="non-empty string"): reranker.rerank(" \n", DOCS)
+
+def test_max_length_is_capped_at_the_model_positions(own_folder):
+    with pytest.warns(UserWarning, match=r"max_length=100000 is longer than the model's 256 positions.*lowered to 256"):
+        reranker = Reranker(own_folder, device="cpu", max_length=100_000)
+    assert reranker.model.max_seq_length == 256
+    assert Reranker(own_folder, device="cpu", max_length=64).model.max_seq_length == 64
+
+@pytest.mark.parametrize("content,message", [
+    ("{not json", "not valid JSON"), ("[1, 2]", "not a JSON object"),
+    ('{"shipped": "fine-tuned + retriever", "fusion_weight": 1.4, "retriever": {"model": "m"}}', r"in \[0, 1\]"),
+    ('{"shipped": "fine-tuned + retriever", "fusion_weight": -0.1, "retriever": {"model": "m"}}', r"in \[0, 1\]"),
+    ('{"shipped": "fine-tuned + retriever", "fusion_weight": "0.4", "retriever": {"model": "m"}}', r"in \[0, 1\]"),
+    ('{"shipped": "bm25", "fusion_weight": 0.4}', "not one of"),
+    ('{"shipped": "retriever", "fusion_weight": 0.4, "retriever": {"model": "m"}}', "serves 'fine-tuned \\+ retriever'"),
+    ('{"shipped": "fine-tuned + retriever", "fusion_weight": 0.4}', "names no retriever"),
+    ('{"format": 2, "shipped": "fine-tuned", "fusion_weight": 1}', "format 2")])
+def test_a_bad_shipped_json_is_refused_naming_the_file(make_run, content, message):
+    run = make_run(0.3)
+    (run/"shipped.json").write_text(content)
+    with pytest.raises(ModelFolderError, match=f"shipped.json: .*{message}"): load_shipped_rule(run)
+    with pytest.raises(ModelFolderError, match=message): Reranker(run)
+
+def test_shipped_json_without_a_weight_means_the_cross_encoder_alone(make_run):
+    run = make_run(1.0)
+    (run/"shipped.json").write_text('{"format": 1, "shipped": "fine-tuned", "fusion_weight": null}')
+    assert load_shipped_rule(run)["fusion_weight"] == 1.0 and load_shipped_rule(run)["cross_encoder"]["folder"] == "model"
+
+def test_onnx_serves_the_run_rule_like_torch(make_run, heldout):
+    run = make_run(0.3)
+    files = export_onnx(run) # a run folder: its model/ is exported
+    assert files["fp32"] == run/"model"/"onnx"/"model.onnx" and files["fp32"].is_file()
+    assert quantize_onnx(run, "avx2") == run/"model"/"onnx"/"model_quint8_avx2.onnx"
+    torch_served, onnx_served = Reranker(run, device="cpu"), Reranker(run, onnx_file="onnx/model.onnx")
+    assert onnx_served.model[0].backend == "onnx" and torch_served.model[0].backend != "onnx"
+    for s in heldout:
+        a = torch_served.rerank(s["query"], s["documents"], top_k=None, first_stage_scores=s["retriever_scores"])
+        b = onnx_served.rerank(s["query"], s["documents"], top_k=None, first_stage_scores=s["retriever_scores"])
+        assert [h.id for h in a] == [h.id for h in b]
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-3) # z-scores of logits 1e-5 apart
+
+def test_the_module_rerank_serves_a_run_folder_and_defaults_to_runs_demo(make_run, heldout):
+    import inspect
+    assert inspect.signature(rerank).parameters["source"].default == "runs/demo"
+    assert inspect.signature(Reranker).parameters["source"].default == "runs/demo"
+    assert list(inspect.signature(served_metrics).parameters) == ["run_dir", "eval_set", "first_stage"]
+    run, s = make_run(0.3), heldout[1]
+    once = rerank(s["query"], s["documents"], top_k=4, source=run, device="cpu")
+    assert [h.id for h in once] == [h.id for h in Reranker(run, device="cpu").rerank(s["query"], s["documents"], top_k=4)]
