@@ -14,6 +14,7 @@ from sentence_transformers.base.modules import Transformer
 from transformers.modeling_outputs import SequenceClassifierOutput
 from .core import detect_device, resolve_model
 from .mining import load_embedder
+from .pipeline import read_eval_set
 from .evaluation import (rerank_scores, timed_rerank_scores, per_query_metrics, fuse_scores,
                                       shipped_system, RETRIEVER, CROSS_ENCODER, FUSION)
 
@@ -328,7 +329,7 @@ def read_heldout(run_dir: str|Path, # a finished run folder
     "The run's held-out eval set, as stored in its heldout.jsonl."
     file = Path(run_dir).expanduser()/HELDOUT_FILE
     if not file.is_file(): raise ModelFolderError(f"{file}: no such file; pass the eval set yourself (eval_set=...).")
-    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    return read_eval_set(file) # the format the job wrote it in
 
 def _rank_numbers(hits: list[Ranked], n: int) -> np.ndarray:
     "Scores that give back the served order: n for the first document served, 1 for the last."
