@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_training.ipynb #ce2f1369
 from __future__ import annotations
-import os, sys, json, math, shutil, random, argparse, tempfile, importlib.util
+import os, sys, json, math, shutil, random, argparse, tempfile, difflib, inspect, dataclasses, importlib.util
 from bisect import bisect_right
 from itertools import accumulate
 from pathlib import Path
@@ -20,7 +20,7 @@ from sentence_transformers.base.sampler import (DefaultBatchSampler, Proportiona
                                                MultiDatasetBatchSamplers)
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from sentence_transformers.base.model_card import generate_model_card
-from .core import resolve_model, detect_device, detect_precision, seed_everything, hub_id
+from .core import resolve_model, detect_device, detect_precision, seed_everything, hub_id, ModelNotFound
 from .data import DataError, check_dataset_for_loss, shape_of
 from .losses import model_activation_for, make_loss, loss_name, LOSS_CATALOGUE, _check_lists
 
@@ -29,7 +29,8 @@ __all__ = ['MULTI_DATASET_SAMPLERS', 'HeadMismatch', 'classification_head_size',
            'save_model', 'train_reranker', 'LengthGroupedBatchSampler', 'padding_share', 'batches_per_epoch',
            'LengthGroupedWhere', 'metric_key', 'enable_tf32', 'fine_tune_arguments', 'dev_evaluation_steps',
            'EvaluateLastStep', 'fine_tune', 'write_model_card', 'fine_tune_stages', 'transfer_then_adapt',
-           'labelled_pairs_from_lists', 'largest_batch_size', 'training_step', 'train_from_config', 'main']
+           'labelled_pairs_from_lists', 'largest_batch_size', 'training_step', 'ConfigError', 'train_from_config',
+           'main']
 
 # %% ../nbs/04_training.ipynb #752ca771
 class HeadMismatch(ValueError): "A requested head size that differs from the size of the checkpoint's trained head."
@@ -484,13 +485,46 @@ def _read_rows(path: str|Path) -> datasets.Dataset:
 
 # %% ../nbs/04_training.ipynb #9e58fd20
 _MODEL_KEYS = ("max_length", "num_labels", "device", "trust_remote_code")
+_CONFIG_KEYS = ("base", "loss", "train_data", "output_dir", "loss_options") + _MODEL_KEYS
 
+class ConfigError(ValueError): "A training config that cannot be used: the message names the file and the key."
+
+def _known_keys() -> list[str]:
+    "The keys a config may hold besides any `CrossEncoderTrainingArguments` field: ours and `fine_tune`'s options."
+    named = [p for f in (fine_tune, fine_tune_arguments, training_arguments) for p, v in inspect.signature(f).parameters.items()
+             if v.kind is v.POSITIONAL_OR_KEYWORD and p not in ("model", "train_dataset", "loss", "evaluator", "has_eval")]
+    return list(dict.fromkeys(_CONFIG_KEYS + tuple(named)))
+
+# %% ../nbs/04_training.ipynb #a143c3a2
+def _read_config(config: str|Path|dict) -> tuple[dict, str]:
+    "The config as a dict and the name errors give it; a `ConfigError` for a missing file or one that is not YAML."
+    if isinstance(config, dict): return dict(config), "config"
+    path = Path(config)
+    if not path.is_file(): raise ConfigError(f"{path}: no such config file.")
+    try: cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e: raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())}).") from None
+    if not isinstance(cfg, dict): raise ConfigError(f"{path}: must be a YAML mapping of options (key: value), not {type(cfg).__name__}.")
+    return cfg, str(path)
+
+# %% ../nbs/04_training.ipynb #6704714c
+def _check_config(cfg: dict, source: str):
+    "Every required key present, every key known (a typo is named, with the closest known key)."
+    if missing := [k for k in ("base", "loss", "train_data", "output_dir") if k not in cfg]:
+        raise ConfigError(f"{source}: lacks {missing}; it needs base, loss, train_data and output_dir.")
+    known, fields = _known_keys(), {f.name for f in dataclasses.fields(CrossEncoderTrainingArguments)}
+    if unknown := [k for k in cfg if k not in known and k not in fields]:
+        close = difflib.get_close_matches(str(unknown[0]), known + sorted(fields), n=1)
+        raise ConfigError(f"{source}: unknown key {unknown[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else "") +
+                          f". Known keys: {', '.join(known)}, and any CrossEncoderTrainingArguments field.")
+    if not isinstance(cfg["train_data"], (str, Path)) or not Path(cfg["train_data"]).exists():
+        raise ConfigError(f"{source}: train_data {str(cfg['train_data'])!r} does not exist.")
+
+# %% ../nbs/04_training.ipynb #30a84820
 def train_from_config(config: str|Path|dict, # a YAML file, or its content as a dict
                      ) -> CrossEncoder: # the trained model
     "`fine_tune` with the base model, the loss, the data and every option read from a config."
-    cfg = dict(config) if isinstance(config, dict) else yaml.safe_load(Path(config).read_text())
-    missing = [k for k in ("base", "loss", "train_data", "output_dir") if k not in cfg]
-    if missing: raise ValueError(f"The config lacks {missing}; it needs base, loss, train_data and output_dir.")
+    cfg, source = _read_config(config)
+    _check_config(cfg, source)
     rows = _read_rows(cfg.pop("train_data"))
     base, loss_cfg = cfg.pop("base"), cfg.pop("loss")
     model = load_reranker(base, loss=loss_cfg, **{k: cfg.pop(k) for k in _MODEL_KEYS if k in cfg})
@@ -499,11 +533,15 @@ def train_from_config(config: str|Path|dict, # a YAML file, or its content as a 
 
 # %% ../nbs/04_training.ipynb #d168c4c5
 def main(argv: list[str]|None=None, # the arguments after the program name; None: `sys.argv[1:]`
-        ):
+        ) -> int: # 0 when trained, 2 for a config or data error (one line on stderr), 130 when interrupted
     "The `reranker-tune` command: `reranker-tune train --config run.yaml`."
     parser = argparse.ArgumentParser(prog="reranker-tune", description="Fine-tune a cross-encoder reranker.")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="fine-tune from a YAML config (runs under torchrun / accelerate launch)")
     train.add_argument("--config", required=True, help="the YAML file: base, loss, train_data, output_dir, options")
     args = parser.parse_args(argv)
-    if args.command == "train": train_from_config(args.config)
+    try: train_from_config(args.config)
+    except (ValueError, OSError, ModelNotFound) as error:
+        print(f"reranker-tune: error: {' '.join(str(error).split())}", file=sys.stderr); return 2
+    except KeyboardInterrupt: print("reranker-tune: interrupted", file=sys.stderr); return 130
+    return 0
