@@ -385,7 +385,8 @@ def write_model_card(model: CrossEncoder, # the trained model (its card data hol
                     ) -> Path: # folder/README.md
     "Write the model card (CrossEncoderModelCardData) with the base model's Hub id, language, licence and dataset."
     card = model.model_card_data
-    card.base_model, card.base_model_revision, card.language, card.license = hub_id(base_model), None, language, license
+    card.base_model, card.base_model_revision, card.license = hub_id(base_model), None, license
+    card.language = [language] if isinstance(language, str) else list(language) # a bare string empties the YAML header
     if dataset_name:
         card.train_datasets = [{**d, "name": dataset_name} for d in card.train_datasets] or [{"name": dataset_name}]
     text = generate_model_card(model).rstrip() + "\n"

@@ -63,6 +63,7 @@ def test_the_saved_model_and_its_card_are_the_best_checkpoints_not_the_last(tiny
                             extra_markdown="| system | NDCG@10 |\n|---|---|\n| fine-tuned | 0.8 |").read_text()
     assert "value: 0.8\n" in card and "value: 0.6\n" not in card, "the card's metrics are step 5's"
     assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in card and "license: apache-2.0" in card
+    assert "language:\n- en\n" in card
     assert "garden sample" in card and "## This model in its run" in card and "| fine-tuned | 0.8 |" in card
 
 def test_fine_tune_trains_on_the_models_device_with_its_precision(tiny_bert, tmp_path, monkeypatch):
