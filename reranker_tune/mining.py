@@ -217,6 +217,10 @@ def mine_negatives(pairs, # `query`, `answer` rows (the training split), or anyt
     pairs, corpus = as_pairs(pairs), as_texts(corpus)
     pool = candidate_pool(pairs, corpus, exclude)
     _check_enough(pairs, pool, num_negatives, random_negatives)
+    if cross_encoder is not None and absolute_margin is None and relative_margin is None and \
+       kwargs.get("max_score") is None and kwargs.get("min_score") is None:
+        raise ValueError("cross_encoder= rescores candidates only with absolute_margin, relative_margin, max_score or "
+                         "min_score (sentence-transformers ignores it otherwise): pass one, e.g. max_score=0.9.")
     if random_negatives and random_from >= range_max: raise ValueError(f"random_from={random_from} must be below range_max={range_max}.")
     params = dict(num_negatives=num_negatives, random_negatives=random_negatives, range_min=range_min, range_max=range_max,
                   random_from=random_from, sampling_strategy=sampling_strategy, output_format=output_format, absolute_margin=absolute_margin,

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_training.ipynb #ce2f1369
 from __future__ import annotations
-import os, sys, json, math, shutil, random, argparse, tempfile, importlib.util
+import os, sys, json, math, shutil, random, argparse, tempfile, difflib, inspect, dataclasses, importlib.util
 from bisect import bisect_right
 from itertools import accumulate
 from pathlib import Path
@@ -12,23 +12,25 @@ from typing import Callable
 import torch, datasets, yaml
 from torch.utils.data import ConcatDataset, RandomSampler
 from huggingface_hub import hf_hub_download
-from transformers import EarlyStoppingCallback
+from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 from accelerate.utils import find_executable_batch_size
 from sentence_transformers import CrossEncoder
 from sentence_transformers.base.sampler import (DefaultBatchSampler, ProportionalBatchSampler, RoundRobinBatchSampler,
                                                MultiDatasetBatchSamplers)
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
-from .core import resolve_model, detect_device, detect_precision, seed_everything
+from sentence_transformers.base.model_card import generate_model_card
+from .core import resolve_model, detect_device, detect_precision, seed_everything, hub_id, ModelNotFound
 from .data import DataError, check_dataset_for_loss, shape_of
 from .losses import model_activation_for, make_loss, loss_name, LOSS_CATALOGUE, _check_lists
 
 # %% auto #0
 __all__ = ['MULTI_DATASET_SAMPLERS', 'HeadMismatch', 'classification_head_size', 'load_reranker', 'training_arguments',
            'save_model', 'train_reranker', 'LengthGroupedBatchSampler', 'padding_share', 'batches_per_epoch',
-           'LengthGroupedWhere', 'metric_key', 'enable_tf32', 'fine_tune_arguments', 'fine_tune', 'fine_tune_stages',
-           'transfer_then_adapt', 'labelled_pairs_from_lists', 'largest_batch_size', 'training_step',
-           'train_from_config', 'main']
+           'LengthGroupedWhere', 'metric_key', 'enable_tf32', 'fine_tune_arguments', 'dev_evaluation_steps',
+           'EvaluateLastStep', 'fine_tune', 'write_model_card', 'fine_tune_stages', 'transfer_then_adapt',
+           'labelled_pairs_from_lists', 'largest_batch_size', 'training_step', 'ConfigError', 'train_from_config',
+           'main']
 
 # %% ../nbs/04_training.ipynb #752ca771
 class HeadMismatch(ValueError): "A requested head size that differs from the size of the checkpoint's trained head."
@@ -81,15 +83,17 @@ def training_arguments(output_dir: str|Path, # where the trainer may write check
                        warmup: float=0.1, # share of the steps spent warming up
                        seed: int=12, # model initialisation and data order
                        precision: str|None=None, # "bf16", "fp16", "fp32"; None: from the device
+                       device: str|None=None, # where it trains ("cpu", "cuda", "cuda:1", "mps"); None: the best here
                        **overrides, # any other `CrossEncoderTrainingArguments`
                       ) -> CrossEncoderTrainingArguments:
     "Training arguments with device-aware precision and safe defaults."
-    precision = precision or detect_precision()
+    device = str(device or detect_device())
+    precision = precision or detect_precision(device)
     defaults = dict(output_dir=str(output_dir), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
                     learning_rate=learning_rate, warmup_steps=warmup, seed=seed, data_seed=seed,
                     bf16=precision == "bf16", fp16=precision == "fp16", save_strategy="no",
                     logging_steps=10, report_to="none", disable_tqdm=False,
-                    dataloader_pin_memory=torch.cuda.is_available(), use_cpu=detect_device() == "cpu",
+                    dataloader_pin_memory=device.startswith("cuda"), use_cpu=device.startswith("cpu"),
                     ddp_find_unused_parameters=False)
     return CrossEncoderTrainingArguments(**{**defaults, **overrides})
 
@@ -289,12 +293,39 @@ def fine_tune_arguments(output_dir: str|Path, # checkpoints and logs
     if (sampler := _batch_sampler(loss, train_datasets, group_by_length)) is not None: defaults["batch_sampler"] = sampler
     return training_arguments(output_dir, **{**defaults, **kwargs})
 
+# %% ../nbs/04_training.ipynb #81cee6e0
+def dev_evaluation_steps(max_steps: int, # the run's optimisation steps
+                         eval_steps: float|int, # every this many steps; below 1, this share of `max_steps`
+                        ) -> list[int]: # the steps at which dev is evaluated, the last one included
+    "The steps at which `fine_tune` evaluates on dev: the trainer's schedule plus the last step."
+    every = math.ceil(max_steps*eval_steps) if eval_steps < 1 else int(eval_steps)
+    return sorted(set(range(every, max_steps + 1, every)) | {max_steps})
+
+# %% ../nbs/04_training.ipynb #5a7bdd2d
+class EvaluateLastStep(TrainerCallback):
+    "Evaluate and checkpoint the last step, so that the end of training can be the selected model."
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == state.max_steps: control.should_evaluate = control.should_save = True
+        return control
+
 # %% ../nbs/04_training.ipynb #783ad073
 def _fill_model_card(model: CrossEncoder, card: dict|None):
     "Copy `card` (language, license, model_name, tags, ...) onto the model's card data."
     for key, value in (card or {}).items():
         if key == "tags": model.model_card_data.add_tags(value)
         else: setattr(model.model_card_data, key, value)
+
+# %% ../nbs/04_training.ipynb #0dcea559
+def _card_metrics_from_best_step(model: CrossEncoder, evaluator, state) -> dict|None:
+    "Put the best step's logged dev metrics on the model card (the evaluator stored the last evaluation's)."
+    card = model.model_card_data.eval_results_dict
+    if evaluator not in card or state.best_global_step is None: return None
+    logged = next((h for h in state.log_history if h.get("step") == state.best_global_step
+                   and all(f"eval_{k}" in h for k in card[evaluator])), None)
+    if logged is None: return None
+    card[evaluator] = {k: logged[f"eval_{k}"] for k in card[evaluator]}
+    model.model_card_data.set_best_model_step(state.best_global_step)
+    return card[evaluator]
 
 # %% ../nbs/04_training.ipynb #92104d20
 def _resume_point(output_dir: str|Path, resume: str|bool|None) -> str|None:
@@ -316,23 +347,54 @@ def fine_tune(model: CrossEncoder, # from `load_reranker(base, loss=...)`; train
               model_card: dict|None=None, # e.g. {"language": "en", "license": "apache-2.0", "model_name": ...}
               push_to_hub: str|None=None, # a Hub repository id; None never pushes
               callbacks: list|None=None, # extra `TrainerCallback`s
+              state_file: str|Path|None=None, # write the trainer's state (log history, best step, best metric) here
               **kwargs, # `fine_tune_arguments` / `training_arguments` options: epochs, batch_size, multi_dataset_sampler, report_to, ...
              ) -> CrossEncoder: # the trained model (the best checkpoint when there is an evaluation)
     "Train with the CrossEncoderTrainer on trusted defaults, then save (and optionally push) the model once."
     seed_everything(seed); enable_tf32()
+    kwargs.setdefault("device", str(model.device))
     train_dataset, loss = _trainer_inputs(model, train_dataset, loss)
     has_eval = evaluator is not None or eval_dataset is not None
     args = fine_tune_arguments(output_dir, loss, evaluator, has_eval, seed=seed,
                                train_datasets=train_dataset if isinstance(train_dataset, dict) else None, **kwargs)
-    callbacks = list(callbacks or []) + ([EarlyStoppingCallback(patience)] if has_eval and patience else [])
+    callbacks = list(callbacks or []) + ([EvaluateLastStep()] if has_eval else [])
+    callbacks += [EarlyStoppingCallback(patience)] if has_eval and patience else []
     _fill_model_card(model, model_card)
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                                   loss=loss, evaluator=evaluator, callbacks=callbacks)
     trainer.train(resume_from_checkpoint=_resume_point(output_dir, resume_from_checkpoint))
+    state = trainer.state
+    if evaluator is not None and state.best_global_step is not None: _card_metrics_from_best_step(model, evaluator, state)
     if trainer.is_world_process_zero():
+        if evaluator is not None and state.best_global_step is not None:
+            metric = metric_key(evaluator)[0].removeprefix("eval_").removeprefix(f"{getattr(evaluator, 'name', '')}_")
+            print(f"best checkpoint: step {state.best_global_step}, dev {metric} {state.best_metric:.4f}")
+        if state_file is not None: Path(state_file).parent.mkdir(parents=True, exist_ok=True); state.save_to_json(str(state_file))
         if save_to is not None: save_model(model, save_to)
         if push_to_hub: model.push_to_hub(push_to_hub)
     return model
+
+# %% ../nbs/04_training.ipynb #56c34427
+def write_model_card(model: CrossEncoder, # the trained model (its card data holds the training details)
+                     folder: str|Path, # the saved model folder: README.md is written there
+                     base_model: str, # the name it was trained from: short name, Hub id or folder
+                     dataset_name: str|None=None, # what it was trained on, as readers should see it
+                     language: str="en", # the language of the training data
+                     license: str="apache-2.0", # the model's licence
+                     extra_markdown: str="", # appended as its own section, e.g. the held-out table
+                    ) -> Path: # folder/README.md
+    "Write the model card (CrossEncoderModelCardData) with the base model's Hub id, language, licence and dataset."
+    card = model.model_card_data
+    card.base_model, card.base_model_revision, card.license = hub_id(base_model), None, license
+    card.language = [language] if isinstance(language, str) else list(language) # a bare string empties the YAML header
+    if dataset_name:
+        card.train_datasets = [{**d, "name": dataset_name} for d in card.train_datasets] or [{"name": dataset_name}]
+    text = generate_model_card(model).rstrip() + "\n"
+    if extra_markdown.strip():
+        extra = extra_markdown.strip()
+        text += "\n" + (extra if extra.startswith("#") else "## This model in its run\n\n" + extra) + "\n"
+    (path := Path(folder)/"README.md").write_text(text, encoding="utf-8")
+    return path
 
 # %% ../nbs/04_training.ipynb #de037001
 _FINAL_ONLY = ("save_to", "push_to_hub") # what only the last stage does
@@ -424,13 +486,46 @@ def _read_rows(path: str|Path) -> datasets.Dataset:
 
 # %% ../nbs/04_training.ipynb #9e58fd20
 _MODEL_KEYS = ("max_length", "num_labels", "device", "trust_remote_code")
+_CONFIG_KEYS = ("base", "loss", "train_data", "output_dir", "loss_options") + _MODEL_KEYS
 
+class ConfigError(ValueError): "A training config that cannot be used: the message names the file and the key."
+
+def _known_keys() -> list[str]:
+    "The keys a config may hold besides any `CrossEncoderTrainingArguments` field: ours and `fine_tune`'s options."
+    named = [p for f in (fine_tune, fine_tune_arguments, training_arguments) for p, v in inspect.signature(f).parameters.items()
+             if v.kind is v.POSITIONAL_OR_KEYWORD and p not in ("model", "train_dataset", "loss", "evaluator", "has_eval")]
+    return list(dict.fromkeys(_CONFIG_KEYS + tuple(named)))
+
+# %% ../nbs/04_training.ipynb #a143c3a2
+def _read_config(config: str|Path|dict) -> tuple[dict, str]:
+    "The config as a dict and the name errors give it; a `ConfigError` for a missing file or one that is not YAML."
+    if isinstance(config, dict): return dict(config), "config"
+    path = Path(config)
+    if not path.is_file(): raise ConfigError(f"{path}: no such config file.")
+    try: cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e: raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())}).") from None
+    if not isinstance(cfg, dict): raise ConfigError(f"{path}: must be a YAML mapping of options (key: value), not {type(cfg).__name__}.")
+    return cfg, str(path)
+
+# %% ../nbs/04_training.ipynb #6704714c
+def _check_config(cfg: dict, source: str):
+    "Every required key present, every key known (a typo is named, with the closest known key)."
+    if missing := [k for k in ("base", "loss", "train_data", "output_dir") if k not in cfg]:
+        raise ConfigError(f"{source}: lacks {missing}; it needs base, loss, train_data and output_dir.")
+    known, fields = _known_keys(), {f.name for f in dataclasses.fields(CrossEncoderTrainingArguments)}
+    if unknown := [k for k in cfg if k not in known and k not in fields]:
+        close = difflib.get_close_matches(str(unknown[0]), known + sorted(fields), n=1)
+        raise ConfigError(f"{source}: unknown key {unknown[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else "") +
+                          f". Known keys: {', '.join(known)}, and any CrossEncoderTrainingArguments field.")
+    if not isinstance(cfg["train_data"], (str, Path)) or not Path(cfg["train_data"]).exists():
+        raise ConfigError(f"{source}: train_data {str(cfg['train_data'])!r} does not exist.")
+
+# %% ../nbs/04_training.ipynb #30a84820
 def train_from_config(config: str|Path|dict, # a YAML file, or its content as a dict
                      ) -> CrossEncoder: # the trained model
     "`fine_tune` with the base model, the loss, the data and every option read from a config."
-    cfg = dict(config) if isinstance(config, dict) else yaml.safe_load(Path(config).read_text())
-    missing = [k for k in ("base", "loss", "train_data", "output_dir") if k not in cfg]
-    if missing: raise ValueError(f"The config lacks {missing}; it needs base, loss, train_data and output_dir.")
+    cfg, source = _read_config(config)
+    _check_config(cfg, source)
     rows = _read_rows(cfg.pop("train_data"))
     base, loss_cfg = cfg.pop("base"), cfg.pop("loss")
     model = load_reranker(base, loss=loss_cfg, **{k: cfg.pop(k) for k in _MODEL_KEYS if k in cfg})
@@ -439,11 +534,15 @@ def train_from_config(config: str|Path|dict, # a YAML file, or its content as a 
 
 # %% ../nbs/04_training.ipynb #d168c4c5
 def main(argv: list[str]|None=None, # the arguments after the program name; None: `sys.argv[1:]`
-        ):
+        ) -> int: # 0 when trained, 2 for a config or data error (one line on stderr), 130 when interrupted
     "The `reranker-tune` command: `reranker-tune train --config run.yaml`."
     parser = argparse.ArgumentParser(prog="reranker-tune", description="Fine-tune a cross-encoder reranker.")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="fine-tune from a YAML config (runs under torchrun / accelerate launch)")
     train.add_argument("--config", required=True, help="the YAML file: base, loss, train_data, output_dir, options")
     args = parser.parse_args(argv)
-    if args.command == "train": train_from_config(args.config)
+    try: train_from_config(args.config)
+    except (ValueError, OSError, ModelNotFound) as error:
+        print(f"reranker-tune: error: {' '.join(str(error).split())}", file=sys.stderr); return 2
+    except KeyboardInterrupt: print("reranker-tune: interrupted", file=sys.stderr); return 130
+    return 0

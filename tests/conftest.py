@@ -31,7 +31,11 @@ def tiny_tokenizer_folder(tmp_path_factory) -> Path:
     wordpiece = BertWordPieceTokenizer(lowercase=True)
     wordpiece.train_from_iterator(_sentences(), vocab_size=600, show_progress=False)
     wordpiece.save_model(str(folder))
-    BertTokenizerFast(vocab_file=str(folder/"vocab.txt")).save_pretrained(str(folder))
+    # from_pretrained reads vocab.txt; transformers 5 ignores BertTokenizerFast(vocab_file=...) and keeps a 5-token
+    # vocabulary, which turned every word into [UNK] and made the tiny models' predictions constant
+    tokenizer = BertTokenizerFast.from_pretrained(str(folder))
+    assert tokenizer.tokenize("water the soil") == ["water", "the", "soil"], "the tiny vocabulary is in use"
+    tokenizer.save_pretrained(str(folder))
     return folder
 
 @pytest.fixture(scope="session")

@@ -59,14 +59,20 @@ def test_bad_input_is_named():
         eval_set_from_candidate_lists({**lists, "negative_grades": [[2, 1], [1]]}, grade_range=(1, 5))
 
 def test_nothing_found_is_a_counted_warning(tiny_embedder):
+    "Deterministic on any CPU: a document identical to the query is always the top-1, so the positive is never found."
     import datasets
     from sentence_transformers import SentenceTransformer
+    embedder = SentenceTransformer(tiny_embedder)
     pairs = datasets.Dataset.from_dict({"query": ["how deep to plant garlic"], "answer": ["two inches deep"]})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        s = build_eval_set(pairs, ["water daily"] * 1 + [f"filler {i}" for i in range(20)], SentenceTransformer(tiny_embedder), top_k=1)
-    if found_share(s) == 0: assert any("any of the 1 queries" in str(w.message) for w in caught)
-    assert 0 <= found_share(s) <= 1
+        s = build_eval_set(pairs, ["how deep to plant garlic"] + [f"filler {i}" for i in range(20)], embedder, top_k=1)
+    assert s[0]["documents"] == ["how deep to plant garlic"] and found_share(s) == 0
+    assert any("any of the 1 queries" in str(w.message) for w in caught)
+    with warnings.catch_warnings(record=True) as caught:  # the positive alone in the corpus: found, no warning
+        warnings.simplefilter("always")
+        s = build_eval_set(pairs, [], embedder, top_k=1)
+    assert found_share(s) == 1 and not any("queries" in str(w.message) for w in caught)
 
 def test_all_positives_setting_only_adds_missed_positives():
     s = [{"query": "q", "positive": ["a", "b"], "documents": ["x", "a"], "retriever_scores": [0.9, 0.8]}]

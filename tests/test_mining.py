@@ -109,9 +109,29 @@ def test_range_min_skips_the_hardest(train, embedder):
     assert (top.set_index("query")["negative"] != skipped.set_index("query")["negative"]).all()
 
 def test_cross_encoder_rescoring_is_passed_through(train, embedder, tiny_bert):
+    "The cross-encoder, not the embedder, picks among the candidates: longest-first and shortest-first scorers pick apart."
+    # sentence-transformers 6.2 rescores only with a margin, max_score or min_score; without one it ignored the
+    # cross-encoder silently (this test passed then), so mine_negatives now refuses that call.
+    import torch
     from sentence_transformers import CrossEncoder
-    mined = mine_negatives(train.select(range(10)), embedder, num_negatives=2, range_max=8, cross_encoder=CrossEncoder(tiny_bert, device="cpu"), output_format="triplet")
-    assert len(mined) == 20
+    class ByLength(CrossEncoder):
+        sign = 1
+        def predict(self, pairs, convert_to_tensor=False, **kw):
+            scores = torch.tensor([self.sign*float(len(d)) for _, d in pairs])
+            return scores if convert_to_tensor else scores.numpy()
+    longest, shortest = ByLength(tiny_bert, device="cpu"), ByLength(tiny_bert, device="cpu")
+    shortest.sign = -1
+    with pytest.raises(ValueError, match="rescores candidates only with absolute_margin"):  # ignored otherwise
+        mine_negatives(train.select(range(10)), embedder, num_negatives=2, range_max=8, cross_encoder=longest)
+    def mined(scorer):  # max_score far above every score: nothing dropped, but the cross-encoder rescoring runs
+        rows = mine_negatives(train.select(range(10)), embedder, num_negatives=2, range_max=8, cross_encoder=scorer,
+                              max_score=1e9, output_format="triplet")
+        return rows, {q: [len(n) for n, q2 in zip(rows["negative"], rows["query"]) if q2 == q] for q in rows["query"]}
+    rows, long_picks = mined(longest)
+    _, short_picks = mined(shortest)
+    assert len(rows) == 20 and long_picks.keys() == short_picks.keys()
+    assert all(min(long_picks[q]) >= max(short_picks[q]) for q in long_picks), [(long_picks[q], short_picks[q]) for q in long_picks]
+    assert long_picks != short_picks, "without the cross-encoder both runs would pick the embedder's top 2"
 
 def test_evaluation_preset_keeps_positives_in_ranking_order(train, embedder):
     mined = mine_negatives(train, embedder, **mining_preset("evaluation", num_negatives=10))

@@ -66,7 +66,10 @@ def test_best_model_and_early_stopping_run_with_an_evaluator(tiny_bert, tmp_path
               epochs=3, batch_size=4, eval_steps=3, precision="fp32", disable_tqdm=True, learning_rate=1e-3)
     state = json.loads(sorted((tmp_path/"ck").glob("checkpoint-*/trainer_state.json"))[-1].read_text())
     assert state["best_metric"] is not None and "eval_dev_ndcg@10" in state["log_history"][0] | state["log_history"][-2]
-    assert (tmp_path/"model"/"model.safetensors").exists()
+    from safetensors.torch import load_file
+    saved = load_file(tmp_path/"model"/"model.safetensors")
+    best = load_file(Path(state["best_model_checkpoint"])/"model.safetensors")
+    assert all(torch.equal(saved[k], best[k]) for k in best), "the saved weights are the best checkpoint's"
 
 class StopAt(TrainerCallback):
     "Stop training (as a preemption would) right after step `n` has been checkpointed."
