@@ -21,12 +21,14 @@ __all__ = ['JOB_LOSSES', 'LIST_COLUMNS', 'NORMALISATION', 'ConfigError', 'JobCon
            'grade_range_of', 'job_eval_set', 'resolved_settings', 'train_cross_encoder', 'choose_on_dev',
            'compare_on_held_out', 'write_run', 'run_pipeline']
 
-# %% ../nbs/06_pipeline.ipynb #1f85030d
-from .core import seed_everything, detect_device, detect_precision, resolve_model, ModelNotFound
+# %% ../nbs/06_pipeline.ipynb #9a667b8d
+from .core import (seed_everything, detect_device, detect_precision, resolve_model, hub_id,
+                                ModelNotFound)
 from .data import DataError, load_source, sample_pairs, to_pairs, split_by_query, shape_of
 from .mining import load_embedder, mine_negatives
 from .losses import LOSS_CATALOGUE
-from .training import load_reranker, fine_tune, labelled_pairs_from_lists
+from .training import (load_reranker, fine_tune, labelled_pairs_from_lists, dev_evaluation_steps,
+                                    write_model_card)
 from .evaluation import (RETRIEVER, CROSS_ENCODER, FUSION, shipped_system, build_eval_set,
                                       eval_set_from_candidate_lists, compare_rerankers, rerank_scores,
                                       choose_fusion_weight, paired_comparison, verdict_line,
@@ -536,7 +538,7 @@ def job_eval_set(job: dict, part: str, retriever, top_k: int, grade_range: list|
         return eval_set_from_candidate_lists(job[part], grade_range=grade_range, embedder=retriever)
     return build_eval_set(job[part], job["answers"], retriever, top_k=top_k)
 
-# %% ../nbs/06_pipeline.ipynb #8d647593
+# %% ../nbs/06_pipeline.ipynb #5c53ae4e
 def _versions() -> dict:
     "Library versions, for the run's config."
     return {"python": platform.python_version(), "torch": str(torch.__version__),
@@ -552,24 +554,27 @@ def resolved_settings(config: JobConfig, job: dict) -> dict:
     device = config.device or detect_device()
     return {"device": device, "precision": detect_precision(device), "shape": job["shape"],
             "grade_range": grade_range_of(job, config.grade_range), "embedder": resolve_model(config.embedder),
-            "base_model": resolve_model(config.base_model), "versions": _versions()}
+            "embedder_hub_id": hub_id(config.embedder), "base_model": resolve_model(config.base_model),
+            "base_model_hub_id": hub_id(config.base_model), "versions": _versions()}
 
-# %% ../nbs/06_pipeline.ipynb #25a4bbb6
+# %% ../nbs/06_pipeline.ipynb #a6c54fa3
 def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, resolved: dict,
                        ) -> tuple: # (model, training facts, dev set or None)
     "Mine or take the training rows, then fine-tune with early stopping on dev; `folder/model` is the best."
     train = training_rows(job, retriever, config)
     dev_set = job_eval_set(job, "dev", retriever, config.top_k, resolved["grade_range"])
     epochs = config.epochs or choose_epochs(len(train), config.batch_size)
+    steps = math.ceil(epochs*math.ceil(len(train)/config.batch_size))
+    checks = f"{len(dev_evaluation_steps(steps, 0.2))} dev evaluations, early stopping on NDCG@10, " if dev_set else ""
     _step(f"Training a cross-encoder from {config.base_model} with {config.loss} on {len(train)} rows (up to "
-          f"{epochs:g} epochs, {'early stopping on dev NDCG@10, ' if dev_set else ''}{resolved['precision']}, "
-          f"{resolved['device']})")
+          f"{epochs:g} epochs, {steps} steps, {checks}{resolved['precision']}, {resolved['device']})")
     model = load_reranker(config.base_model, max_length=config.max_length, device=resolved["device"],
                           loss=config.loss)
     fine_tune(model, train, config.loss, folder/"training", patience=config.patience, seed=config.seed,
               evaluator=RerankingEvaluator(dev_set, name="dev") if dev_set else None, save_to=folder/"model",
               epochs=epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-              precision=resolved["precision"], save_total_limit=1, eval_steps=0.2,
+              precision=resolved["precision"], save_total_limit=1, eval_steps=0.2, # every fifth, and the last
+              state_file=folder/"trainer_state.json",
               **({} if dev_set else {"save_strategy": "no"}))
     for checkpoint in (folder/"training").glob("checkpoint-*"): shutil.rmtree(checkpoint) # the best is model/
     facts = {"rows": len(train), "epochs": epochs, "loss": config.loss, **{k: resolved[k] for k in ("device", "precision")}}
@@ -600,7 +605,7 @@ def _plain_row(row: pd.Series) -> dict:
     "A table row as JSON values."
     return {k: (int(v) if k in ("queries", "parameters") else float(v)) for k, v in row.items()}
 
-# %% ../nbs/06_pipeline.ipynb #49f8099e
+# %% ../nbs/06_pipeline.ipynb #7032728d
 def write_run(folder: Path, config: JobConfig, resolved: dict, result: dict, eval_set: list[dict],
               per_query: dict, decision: ShippingDecision, curve, dev: dict|None, facts: dict,
               paired: dict, summary: str, timings: dict):
@@ -617,7 +622,9 @@ def write_run(folder: Path, config: JobConfig, resolved: dict, result: dict, eva
     per_query_table(eval_set, per_query).to_csv(folder/"per_query.csv")
     save_comparison(result, folder)
     if curve is not None: plot_fusion_curve(curve, decision).savefig(folder/"plots"/"dev_fusion_curve.png", dpi=120)
-    (folder/"README.md").write_text(run_readme(Path(config.run_dir).name, config, summary, table, facts, decision))
+    readme = run_readme(Path(config.run_dir).name, config, summary, table, facts, decision)
+    (folder/"README.md").write_text(readme)
+    return readme
 
 # %% ../nbs/06_pipeline.ipynb #b42b7973
 def run_pipeline(config: JobConfig|dict|str|Path|None=None, # a JobConfig, a mapping or a config.yaml
@@ -637,7 +644,7 @@ def run_pipeline(config: JobConfig|dict|str|Path|None=None, # a JobConfig, a map
     _step(f"{outcome['verdict']}\nTook {time.time() - start:.0f} s; results and model in {config.run_dir}/")
     return {**outcome, "run_dir": Path(config.run_dir)}
 
-# %% ../nbs/06_pipeline.ipynb #931020f5
+# %% ../nbs/06_pipeline.ipynb #a135b5fc
 def _run_in(folder: Path, config: JobConfig, job: dict, resolved: dict, start: float) -> dict:
     "The job's work inside the staging folder: train, choose on dev, compare on held-out queries, write."
     retriever = load_embedder(config.embedder, resolved["device"])
@@ -657,8 +664,10 @@ def _run_in(folder: Path, config: JobConfig, job: dict, resolved: dict, start: f
     sizes[FUSION] = sizes[RETRIEVER] + sizes[CROSS_ENCODER]
     result = comparison_result(table, per_query, sizes, decision, summary.splitlines()[1:], config.seed)
     timings.update(evaluation=round(time.time() - start - sum(timings.values()), 1), total=round(time.time() - start, 1))
-    write_run(folder, config, resolved, result, eval_set, per_query, decision, curve, _dev_scores(curve, decision, dev_set),
-              facts, paired, summary, timings)
+    readme = write_run(folder, config, resolved, result, eval_set, per_query, decision, curve,
+                       _dev_scores(curve, decision, dev_set), facts, paired, summary, timings)
+    write_model_card(model, folder/"model", config.base_model, dataset_name=config.as_record()["source"] or
+                     "reranker_tune's gardening sample", extra_markdown=readme.split("\n", 2)[2])
     print(result["table"].round(3).to_markdown())
     return {"table": result["table"], "verdict": summary, "model": model, "shipped": decision.shipped,
             "fusion_weight": decision.weight}
