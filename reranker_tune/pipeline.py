@@ -13,34 +13,36 @@ from matplotlib.figure import Figure
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['JOB_LOSSES', 'LIST_COLUMNS', 'NORMALISATION', 'ConfigError', 'JobConfig', 'whole_number', 'number_in', 'query_share',
-           'model_positions', 'job_config', 'limit_queries', 'as_candidate_lists', 'rows_from_lists',
-           'check_relevance_labels', 'refuse_shared_queries', 'load_job_data', 'choose_epochs', 'ShippingDecision',
-           'decide_on_dev', 'verdict', 'replace_folder', 'staged_folder', 'shipped_rule', 'write_eval_set',
-           'read_eval_set', 'plot_fusion_curve', 'comparison_result', 'per_query_table', 'run_readme', 'training_rows',
-           'grade_range_of', 'job_eval_set', 'resolved_settings', 'train_cross_encoder', 'choose_on_dev',
-           'compare_on_held_out', 'write_run', 'run_pipeline']
+__all__ = ['JOB_LOSSES', 'LIST_COLUMNS', 'NORMALISATION', 'RETRIEVER_SCORES', 'ConfigError', 'JobConfig', 'whole_number',
+           'number_in', 'query_share', 'model_positions', 'job_config', 'limit_queries', 'as_candidate_lists',
+           'rows_from_lists', 'check_relevance_labels', 'refuse_shared_queries', 'load_job_data', 'choose_epochs',
+           'ShippingDecision', 'decide_on_dev', 'verdict', 'replace_folder', 'staged_folder', 'shipped_rule',
+           'write_eval_set', 'read_eval_set', 'plot_fusion_curve', 'comparison_result', 'per_query_table', 'run_readme',
+           'training_rows', 'grade_range_of', 'job_eval_set', 'resolved_settings', 'train_cross_encoder',
+           'choose_on_dev', 'compare_on_held_out', 'judge', 'write_run', 'run_pipeline']
 
-# %% ../nbs/06_pipeline.ipynb #9a667b8d
-from .core import (seed_everything, detect_device, detect_precision, resolve_model, hub_id,
-                                ModelNotFound)
-from .data import DataError, load_source, sample_pairs, to_pairs, split_by_query, shape_of
+# %% ../nbs/06_pipeline.ipynb #defe908c
+from .core import (seed_everything, detect_device, detect_precision, resolve_model,
+                                hub_id, ModelNotFound)
+from .data import (DataError, load_source, sample_pairs, to_pairs, split_by_query,
+                                shape_of)
 from .mining import load_embedder, mine_negatives
 from .losses import LOSS_CATALOGUE
-from .training import (load_reranker, fine_tune, labelled_pairs_from_lists, dev_evaluation_steps,
-                                    write_model_card)
-from .evaluation import (RETRIEVER, CROSS_ENCODER, FUSION, shipped_system, build_eval_set,
-                                      eval_set_from_candidate_lists, compare_rerankers, rerank_scores,
-                                      choose_fusion_weight, paired_comparison, verdict_line,
-                                      RerankingEvaluator, bootstrap_ci, count_parameters, save_comparison)
+from .training import (load_reranker, fine_tune, labelled_pairs_from_lists,
+                                    dev_evaluation_steps, write_model_card)
+from .evaluation import (RETRIEVER, CROSS_ENCODER, FUSION, shipped_system,
+                                      build_eval_set, eval_set_from_candidate_lists,
+                                      compare_rerankers, rerank_scores, choose_fusion_weight,
+                                      paired_comparison, verdict_line, RerankingEvaluator,
+                                      bootstrap_ci, count_parameters, save_comparison)
 
-# %% ../nbs/06_pipeline.ipynb #f5b94af9
+# %% ../nbs/06_pipeline.ipynb #3f12ed2f
 class ConfigError(ValueError): "A job parameter of the wrong type or outside its allowed values."
 
 @dataclass
 class JobConfig:
-    "The main job's parameters and defaults: `run_pipeline`, papermill and sweeps all read them from here."
-    source: object = None # a file, folder or Hub dataset id (or a DataFrame, Dataset); None: the sample
+    "The main job's parameters and defaults: `run_pipeline`, papermill and sweeps read them here."
+    source: object = None # a file, folder or Hub dataset id (or a DataFrame, Dataset); None: sample
     column_mapping: dict|None = None # {your column: canonical column}
     run_dir: str = "runs/demo" # where results go
     test_source: object = None # held-out queries from here instead of a split of `source`
@@ -51,11 +53,11 @@ class JobConfig:
     embedder: str = "all-MiniLM-L6-v2" # retriever and miner
     base_model: str = "all-MiniLM-L6-v2" # the cross-encoder's starting point
     loss: str = "BinaryCrossEntropyLoss" # or a listwise loss such as "LambdaLoss"
-    dev_size: float = 0.2 # share or number of training queries for early stopping and fusion; 0: none
+    dev_size: float = 0.2 # share or number of training queries for early stopping, fusion; 0: none
     num_negatives: int = 3 # pairs: hard negatives mined per training query
     random_negatives: int = 2 # pairs: random negatives per training query
-    max_negatives: int|None = None # candidate lists: keep at most this many given negatives per query
-    grade_range: list|None = None # candidate lists with grades: [lowest, highest]; None: from the data
+    max_negatives: int|None = None # candidate lists: at most this many given negatives per query
+    grade_range: list|None = None # graded candidate lists: [lowest, highest]; None: from the data
     epochs: float|None = None # None: `choose_epochs` from the data (early stopping picks the best)
     batch_size: int = 16 # rows per step
     learning_rate: float = 5e-5 # peak learning rate
@@ -64,9 +66,9 @@ class JobConfig:
     patience: int|None = 3 # dev evaluations without progress before stopping early
     device: str|None = None # "cpu", "cuda", "cuda:1", "mps"; None picks the best
 
-# %% ../nbs/06_pipeline.ipynb #18387d47
+# %% ../nbs/06_pipeline.ipynb #19012ec2
 def _parsed(name: str, value, kind: str) -> float:
-    "`value` as a number (text like '1e-4' too); a `ConfigError` naming `name` and `kind` otherwise."
+    "`value` as a number (text like '1e-4' too); a `ConfigError` naming `name` otherwise."
     if isinstance(value, str):
         try: value = float(value)
         except ValueError: pass
@@ -80,25 +82,27 @@ def whole_number(name: str, value, lowest: int, optional: bool=False) -> int|Non
     kind = f"a whole number >= {lowest}" + (" or None" if optional else "")
     if value is None and optional: return None
     number = _parsed(name, value, kind)
-    if number != int(number) or number < lowest: raise ConfigError(f"{name}={value!r}: {kind} is allowed.")
+    if number != int(number) or number < lowest:
+        raise ConfigError(f"{name}={value!r}: {kind} is allowed.")
     return int(number)
 
-# %% ../nbs/06_pipeline.ipynb #6a6e757b
+# %% ../nbs/06_pipeline.ipynb #55b72f28
 def number_in(name: str, value, low: float, high: float|None=None, # the allowed range
               low_open: bool=True, optional: bool=False) -> float|None:
-    "`value` as a float in (low, high] (or [low, high] when not `low_open`), or None when `optional`."
-    kind = (f"a number {'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
-            + (" or None" if optional else ""))
+    "`value` as a float in (low, high] ([low, high] when not `low_open`), or None when `optional`."
+    kind = (f"a number {'>' if low_open else '>='} {low:g}"
+            + (f" and <= {high:g}" if high is not None else "") + (" or None" if optional else ""))
     if value is None and optional: return None
     number = float(_parsed(name, value, kind))
     if number < low or (low_open and number == low) or (high is not None and number > high):
         raise ConfigError(f"{name}={value!r}: {kind} is allowed.")
     return number
 
-# %% ../nbs/06_pipeline.ipynb #95b4a96f
+# %% ../nbs/06_pipeline.ipynb #2ab6ce1c
 def query_share(name: str, value, zero_allowed: bool=False) -> float|int:
     "A share of queries in (0, 1), or a whole number of queries >= 1 (or 0 when `zero_allowed`)."
-    kind = "a share in (0, 1) or a whole number of queries >= 1" + (", or 0 for none" if zero_allowed else "")
+    kind = ("a share in (0, 1) or a whole number of queries >= 1"
+            + (", or 0 for none" if zero_allowed else ""))
     number = _parsed(name, value, kind)
     if number == 0 and zero_allowed: return 0
     if 0 < number < 1: return float(number)
@@ -109,22 +113,23 @@ def _device_checked(device) -> str|None:
     "None, or a device name torch knows and this machine has."
     if device is None: return None
     if not isinstance(device, str) or not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
-        raise ConfigError(f"device={device!r}: 'cpu', 'cuda', 'cuda:<index>', 'mps' or None is allowed.")
+        raise ConfigError(f"device={device!r}: 'cpu', 'cuda', 'cuda:<index>', 'mps' or None "
+                          "is allowed.")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={device!r}: this machine has no CUDA device; use 'cpu' or None.")
     if device == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device='mps': this machine has no Apple GPU; use 'cpu' or None.")
     return device
 
-# %% ../nbs/06_pipeline.ipynb #32f135d9
+# %% ../nbs/06_pipeline.ipynb #79484627
 JOB_LOSSES = [name for name, info in LOSS_CATALOGUE.items()
               if name == "BinaryCrossEntropyLoss" or info.mining_format == "labeled-list"]
 
 def _loss_checked(loss) -> str:
-    "A loss the job can feed: binary cross-entropy on labelled pairs, or a listwise loss on labelled lists."
+    "A loss the job can feed: binary cross-entropy on labelled pairs, or a listwise loss on lists."
     if loss in JOB_LOSSES: return loss
-    why = (f"{loss} is a loss the job cannot feed ({LOSS_CATALOGUE[loss].mining_format}); train it with "
-           "training.fine_tune" if loss in LOSS_CATALOGUE else "unknown loss")
+    why = (f"{loss} is a loss the job cannot feed ({LOSS_CATALOGUE[loss].mining_format}); train "
+           "it with training.fine_tune" if loss in LOSS_CATALOGUE else "unknown loss")
     raise ConfigError(f"loss={loss!r}: {why}. The job takes one of {', '.join(JOB_LOSSES)}.")
 
 # %% ../nbs/06_pipeline.ipynb #8a6cef89
@@ -138,7 +143,7 @@ def model_positions(model: str) -> int|None:
         if positions: return int(positions)
     return None
 
-# %% ../nbs/06_pipeline.ipynb #d179db34
+# %% ../nbs/06_pipeline.ipynb #1f43f145
 def _models_checked(config: JobConfig) -> dict:
     "The two models resolve here, and `max_length` fits the base model."
     for name in ("embedder", "base_model"):
@@ -149,26 +154,29 @@ def _models_checked(config: JobConfig) -> dict:
         except ModelNotFound as error: raise ConfigError(f"{name}={value!r}: {error}") from None
     positions = model_positions(config.base_model)
     if positions is not None and config.max_length > positions:
-        raise ConfigError(f"max_length={config.max_length}: at most {positions} is allowed, the positions of "
-                          f"base_model {config.base_model!r}.")
+        raise ConfigError(f"max_length={config.max_length}: at most {positions} is allowed, the "
+                          f"positions of base_model {config.base_model!r}.")
     return {}
 
-# %% ../nbs/06_pipeline.ipynb #91768c2a
+# %% ../nbs/06_pipeline.ipynb #9b260a1a
 def _sources_checked(config: JobConfig) -> dict:
     "Sources are paths, ids, tables or None; a column mapping maps names to names."
     for name in ("source", "test_source", "dev_source"):
         value = getattr(config, name)
-        if not (value is None or isinstance(value, (str, Path, dict, pd.DataFrame, datasets.Dataset))):
+        if not (value is None or isinstance(value, (str, Path, dict, pd.DataFrame,
+                                                    datasets.Dataset))):
             raise ConfigError(f"{name}: a path, Hub id, DataFrame, Dataset or None is allowed, "
                               f"got {type(value).__name__}.")
     mapping = config.column_mapping
-    if mapping is not None and not (isinstance(mapping, dict)
-                                    and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())):
-        raise ConfigError(f"column_mapping={mapping!r}: a mapping {{your column: canonical column}} is allowed.")
-    if not str(config.run_dir or "").strip(): raise ConfigError("run_dir: a folder path is allowed, got nothing.")
+    names = lambda m: all(isinstance(k, str) and isinstance(v, str) for k, v in m.items())
+    if mapping is not None and not (isinstance(mapping, dict) and names(mapping)):
+        raise ConfigError(f"column_mapping={mapping!r}: {{your column: canonical column}} "
+                          "is allowed.")
+    if not str(config.run_dir or "").strip():
+        raise ConfigError("run_dir: a folder path is allowed, got nothing.")
     return {}
 
-# %% ../nbs/06_pipeline.ipynb #fcede6ad
+# %% ../nbs/06_pipeline.ipynb #13120fbb
 def _grade_range_checked(value) -> list|None:
     "None, or [lowest, highest] whole grades with lowest < highest."
     if value is None: return None
@@ -181,7 +189,8 @@ def _grade_range_checked(value) -> list|None:
 def _numbers_checked(c: JobConfig) -> dict:
     "Every numeric parameter parsed and inside its range."
     numbers = dict(max_queries=whole_number("max_queries", c.max_queries, 2, optional=True),
-                   eval_size=query_share("eval_size", c.eval_size), seed=whole_number("seed", c.seed, 0),
+                   eval_size=query_share("eval_size", c.eval_size),
+                   seed=whole_number("seed", c.seed, 0),
                    dev_size=query_share("dev_size", c.dev_size, zero_allowed=True),
                    num_negatives=whole_number("num_negatives", c.num_negatives, 0),
                    random_negatives=whole_number("random_negatives", c.random_negatives, 0),
@@ -193,7 +202,8 @@ def _numbers_checked(c: JobConfig) -> dict:
                    top_k=whole_number("top_k", c.top_k, 1),
                    patience=whole_number("patience", c.patience, 1, optional=True))
     if numbers["num_negatives"] + numbers["random_negatives"] == 0:
-        raise ConfigError("num_negatives=0 and random_negatives=0: mined training needs at least one negative.")
+        raise ConfigError("num_negatives=0 and random_negatives=0: mined training needs at least "
+                          "one negative.")
     return numbers
 
 # %% ../nbs/06_pipeline.ipynb #693d5906
@@ -207,20 +217,21 @@ def checked(self: JobConfig) -> JobConfig:
     _sources_checked(config); _models_checked(config)
     return config
 
-# %% ../nbs/06_pipeline.ipynb #c8f6f4c5
+# %% ../nbs/06_pipeline.ipynb #d7e73771
 @patch(cls_method=True)
-def from_mapping(cls: JobConfig, values: dict, # a sweep entry, `--param`s or a config.yaml's content
+def from_mapping(cls: JobConfig, values: dict, # a sweep entry, `--param`s or a config.yaml
                  where: str="the parameters", # named in errors: a file, or "--param"
                 ) -> JobConfig: # not yet checked: call `.checked()`
-    "A `JobConfig` from a mapping; unknown names are refused, a run's `resolved` section is skipped."
+    "A `JobConfig` from a mapping; unknown names are refused, a run's `resolved` section skipped."
     if not isinstance(values, dict):
-        raise ConfigError(f"{where}: a mapping of job parameters is expected, got {type(values).__name__}.")
+        raise ConfigError(f"{where}: a mapping of job parameters is expected, "
+                          f"got {type(values).__name__}.")
     known = [f.name for f in dataclasses.fields(cls)]
     if unknown := sorted(set(values) - set(known) - {"resolved"}):
         raise ConfigError(f"{where}: unknown parameter(s) {unknown}; the job takes {known}.")
     return cls(**{k: v for k, v in values.items() if k != "resolved"})
 
-# %% ../nbs/06_pipeline.ipynb #f77225ee
+# %% ../nbs/06_pipeline.ipynb #17e45258
 @patch(cls_method=True)
 def from_yaml(cls: JobConfig, path: str|Path, # a `config.yaml` written by a run, or your own
              ) -> JobConfig:
@@ -228,7 +239,8 @@ def from_yaml(cls: JobConfig, path: str|Path, # a `config.yaml` written by a run
     path = Path(path)
     if not path.is_file(): raise ConfigError(f"{path}: no such config file.")
     try: values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error: raise ConfigError(f"{path}: not valid YAML ({error}).".replace("\n", " ")) from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error}).".replace("\n", " ")) from None
     return cls.from_mapping(values or {}, str(path))
 
 @patch
@@ -237,10 +249,11 @@ def as_record(self: JobConfig) -> dict:
     def plain(v):
         if isinstance(v, Path): return str(v)
         if isinstance(v, tuple): return list(v)
-        return v if v is None or isinstance(v, (str, int, float, bool, list, dict)) else f"<{type(v).__name__}>"
+        plain_types = (str, int, float, bool, list, dict)
+        return v if v is None or isinstance(v, plain_types) else f"<{type(v).__name__}>"
     return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
-# %% ../nbs/06_pipeline.ipynb #cf1aab6e
+# %% ../nbs/06_pipeline.ipynb #d5899a17
 def job_config(config: JobConfig|dict|str|Path|None=None, # a JobConfig, a mapping, or a config.yaml
                **overrides, # any `JobConfig` field, e.g. run_dir="runs/quick"
               ) -> JobConfig: # checked
@@ -248,7 +261,8 @@ def job_config(config: JobConfig|dict|str|Path|None=None, # a JobConfig, a mappi
     if isinstance(config, (str, Path)): config = JobConfig.from_yaml(config)
     elif isinstance(config, dict): config = JobConfig.from_mapping(config)
     elif config is not None and not isinstance(config, JobConfig):
-        raise ConfigError(f"config: a JobConfig, a mapping or a YAML path is allowed, got {type(config).__name__}.")
+        raise ConfigError(f"config: a JobConfig, a mapping or a YAML path is allowed, "
+                          f"got {type(config).__name__}.")
     JobConfig.from_mapping(overrides, "run_pipeline's keywords") # refuses unknown names
     return dataclasses.replace(config or JobConfig(), **overrides).checked()
 
@@ -263,40 +277,46 @@ def limit_queries(ds: datasets.Dataset, # rows with a `query` column
     kept = set(random.Random(seed).sample(queries, max_queries))
     return ds.select([i for i, q in enumerate(ds["query"]) if q in kept])
 
-# %% ../nbs/06_pipeline.ipynb #286c4e1a
+# %% ../nbs/06_pipeline.ipynb #277a192f
 LIST_COLUMNS = ["query", "positive", "negative", "positive_grades", "negative_grades"]
 
 def as_candidate_lists(ds: datasets.Dataset, # labelled pairs or candidate lists
-                       threshold: float=0.5, # labelled pairs: the lowest label that counts as relevant
-                      ) -> datasets.Dataset: # `query`, `positive`, `negative` (and grades when given)
+                       threshold: float=0.5, # labelled pairs: the lowest relevant label
+                      ) -> datasets.Dataset: # `query`, `positive`, `negative` (and grades)
     "Candidate lists, grouping labelled pairs by query (first-seen order); grades are kept."
-    if shape_of(ds) == "candidate_lists": return ds.select_columns([c for c in LIST_COLUMNS if c in ds.column_names])
+    if shape_of(ds) == "candidate_lists":
+        return ds.select_columns([c for c in LIST_COLUMNS if c in ds.column_names])
     lists = {}
     for q, d, label in zip(ds["query"], ds["document"], ds["label"]):
         lists.setdefault(q, ([], []))[0 if label >= threshold else 1].append(d)
-    return datasets.Dataset.from_dict({"query": list(lists), "positive": [p for p, _ in lists.values()],
+    return datasets.Dataset.from_dict({"query": list(lists),
+                                       "positive": [p for p, _ in lists.values()],
                                        "negative": [n for _, n in lists.values()]})
 
-# %% ../nbs/06_pipeline.ipynb #12610b9a
+# %% ../nbs/06_pipeline.ipynb #ad360991
 def rows_from_lists(lists: datasets.Dataset, # `query`, `positive`, `negative`
                     listwise: bool=False, # one row per query with `answer` and `labels` lists
-                    max_negatives: int|None=None, # keep at most this many negatives per query; None: all
+                    max_negatives: int|None=None, # at most this many negatives per query; None: all
                     seed: int=12, # which negatives are kept
-                   ) -> datasets.Dataset: # `query`, `document`, `label` (or `query`, `answer`, `labels`)
+                   ) -> datasets.Dataset: # `query`, `document`, `label` (or `answer`, `labels`)
     "Training rows from labelled candidate lists: labelled pairs, or one labelled list per query."
     lists = lists.select_columns(["query", "positive", "negative"])
-    if not listwise: return labelled_pairs_from_lists(lists, negatives_per_query=max_negatives, seed=seed)
+    if not listwise:
+        return labelled_pairs_from_lists(lists, negatives_per_query=max_negatives, seed=seed)
     rng, rows = random.Random(seed), []
     for q, pos, neg in zip(lists["query"], lists["positive"], lists["negative"]):
-        neg = list(neg) if max_negatives is None or len(neg) <= max_negatives else rng.sample(list(neg), max_negatives)
+        keep = max_negatives is None or len(neg) <= max_negatives
+        neg = list(neg) if keep else rng.sample(list(neg), max_negatives)
         rows.append((q, list(pos) + neg, [1.0]*len(pos) + [0.0]*len(neg)))
-    return datasets.Dataset.from_dict({"query": [q for q, _, _ in rows], "answer": [d for _, d, _ in rows],
-                                       "labels": [l for _, _, l in rows]})
+    return datasets.Dataset.from_dict({"query": [r[0] for r in rows],
+                                       "answer": [r[1] for r in rows],
+                                       "labels": [r[2] for r in rows]})
 
-# %% ../nbs/06_pipeline.ipynb #1f1de81d
+# %% ../nbs/06_pipeline.ipynb #10bd9f37
 def _rows_named(rows) -> str:
     rows = list(rows)
-    return f"{len(rows)} row(s) (0-based: {', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''})"
+    more = ", ..." if len(rows) > 5 else ""
+    return f"{len(rows)} row(s) (0-based: {', '.join(map(str, rows[:5]))}{more})"
 
 def check_relevance_labels(ds: datasets.Dataset, # a loaded source of any reranking shape
                            where: str="data", # the source, for messages
@@ -305,13 +325,15 @@ def check_relevance_labels(ds: datasets.Dataset, # a loaded source of any rerank
     if shape_of(ds) != "labelled_pairs": return ds
     labels = np.asarray(ds["label"], dtype=float)
     if len(outside := np.flatnonzero((labels < 0) | (labels > 1))):
-        raise DataError(f"{where}: column 'label' is outside [0, 1] in {_rows_named(outside)}. The job reads labels "
-                        "as relevance (1 relevant, 0 not): rescale them, or give graded candidate lists.")
+        raise DataError(f"{where}: column 'label' is outside [0, 1] in {_rows_named(outside)}. The "
+                        "job reads labels as relevance (1 relevant, 0 not): rescale them, or give "
+                        "graded candidate lists.")
     if not (labels >= 0.5).any():
-        raise DataError(f"{where}: column 'label' marks no row relevant (>= 0.5): nothing to learn or to evaluate.")
+        raise DataError(f"{where}: column 'label' marks no row relevant (>= 0.5): nothing to learn "
+                        "or to evaluate.")
     return ds
 
-# %% ../nbs/06_pipeline.ipynb #30e8dee9
+# %% ../nbs/06_pipeline.ipynb #5b8ef012
 def refuse_shared_queries(parts: dict, # {label: Dataset with a `query` column, or None}
                          ):
     "A `DataError` naming the queries that two of the parts share."
@@ -319,10 +341,11 @@ def refuse_shared_queries(parts: dict, # {label: Dataset with a `query` column, 
     for i, (a, first) in enumerate(named):
         for b, second in named[i + 1:]:
             if shared := sorted(first & second):
-                raise DataError(f"{a} and {b} share {len(shared)} quer{'y' if len(shared) == 1 else 'ies'} "
-                                f"(e.g. {shared[:3]}): held-out queries must not be trained or tuned on.")
+                many = "query" if len(shared) == 1 else "queries"
+                raise DataError(f"{a} and {b} share {len(shared)} {many} (e.g. {shared[:3]}): "
+                                "held-out queries must not be trained or tuned on.")
 
-# %% ../nbs/06_pipeline.ipynb #407570be
+# %% ../nbs/06_pipeline.ipynb #3dff983c
 def _evaluable(lists: datasets.Dataset) -> datasets.Dataset:
     "Candidate lists with at least one positive and one negative."
     return lists.filter(lambda r: len(r["positive"]) > 0 and len(r["negative"]) > 0)
@@ -331,30 +354,36 @@ def _source_label(name: str, source) -> str:
     return f"{name} {source}" if isinstance(source, (str, Path)) else name
 
 def _load_part(source, column_mapping: dict|None, name: str) -> datasets.Dataset:
-    "One source as pairs, or as candidate lists when it holds negatives; labels checked for the job."
-    ds = sample_pairs() if source is None else load_source(source, column_mapping, extra_columns="drop")
+    "One source as pairs, or as candidate lists when it holds negatives; labels checked."
+    if source is None: ds = sample_pairs()
+    else: ds = load_source(source, column_mapping, extra_columns="drop")
     check_relevance_labels(ds, _source_label(name, source))
     if shape_of(ds) == "pairs": return ds
     lists = as_candidate_lists(ds)
-    return lists if any(len(n) for n in lists["negative"]) else to_pairs(ds) # no negatives at all: mine them
+    if any(len(n) for n in lists["negative"]): return lists
+    return to_pairs(ds) # no negatives at all: mine them
 
-# %% ../nbs/06_pipeline.ipynb #c6ef4405
+# %% ../nbs/06_pipeline.ipynb #7c062d28
 def load_job_data(config: JobConfig|None=None, # checked parameters; None: the defaults
-                 ) -> dict: # `shape` ("pairs" or "candidate_lists"), `train`, `dev` (or None), `test`, `answers`
-    "Load the job's data and split it by query into train, dev and held-out test, refusing overlaps."
+                 ) -> dict: # `shape`, `train`, `dev` (or None), `test`, `answers` (pairs only)
+    "Load the job's data and split it by query into train, dev and held-out test; no overlaps."
     c = config or JobConfig()
-    full = _load_part(c.source, c.column_mapping, "source")
+    load = lambda name: _load_part(getattr(c, name), c.column_mapping, name)
+    full = load("source")
     shape = "pairs" if "answer" in full.column_names else "candidate_lists"
     data = limit_queries(full, c.max_queries, c.seed)
-    test = _load_part(c.test_source, c.column_mapping, "test_source") if c.test_source is not None else None
+    test = load("test_source") if c.test_source is not None else None
     if test is None: data, test = split_by_query(data, c.eval_size, c.seed).values()
-    dev = _load_part(c.dev_source, c.column_mapping, "dev_source") if c.dev_source is not None else None
+    dev = load("dev_source") if c.dev_source is not None else None
     if dev is None and c.dev_size: data, dev = split_by_query(data, c.dev_size, c.seed).values()
-    refuse_shared_queries({_source_label("source", c.source): data, _source_label("dev_source", c.dev_source): dev,
+    refuse_shared_queries({_source_label("source", c.source): data,
+                           _source_label("dev_source", c.dev_source): dev,
                            _source_label("test_source", c.test_source): test})
-    if shape == "candidate_lists": test, dev = _evaluable(test), None if dev is None else _evaluable(dev)
-    extra = [] if shape == "candidate_lists" else list(test["answer"]) + (list(dev["answer"]) if dev is not None else [])
-    answers = None if shape == "candidate_lists" else list(dict.fromkeys(list(full["answer"]) + extra))
+    if shape == "candidate_lists":
+        test, dev = _evaluable(test), None if dev is None else _evaluable(dev)
+        return {"shape": shape, "train": data, "dev": dev, "test": test, "answers": None}
+    held = list(test["answer"]) + (list(dev["answer"]) if dev is not None else [])
+    answers = list(dict.fromkeys(list(full["answer"]) + held))
     return {"shape": shape, "train": data, "dev": dev, "test": test, "answers": answers}
 
 # %% ../nbs/06_pipeline.ipynb #ef09ec8e
@@ -366,11 +395,11 @@ def choose_epochs(n_rows: int, # training rows (pairs, or lists for a listwise l
     "Enough passes over the data for about `target_steps` steps, at least 1 and at most `most`."
     return max(1, min(most, math.ceil(target_steps*batch_size/max(n_rows, 1))))
 
-# %% ../nbs/06_pipeline.ipynb #d0c26aec
+# %% ../nbs/06_pipeline.ipynb #5558ffd5
 @dataclass(frozen=True)
 class ShippingDecision:
     "What a run ships, chosen on dev."
-    weight: float # the cross-encoder's weight in the served fusion: 0 the retriever's order, 1 it alone
+    weight: float # the cross-encoder's weight in the served fusion: 0 the retriever, 1 it alone
     shipped: str # `RETRIEVER`, `CROSS_ENCODER` or `FUSION`
     reason: str # one line, from dev only
 
@@ -378,18 +407,21 @@ def decide_on_dev(weight: float|None, # from `choose_fusion_weight`; None: no de
                   curve: pd.Series|None=None, # dev NDCG@10 by weight, from `choose_fusion_weight`
                  ) -> ShippingDecision:
     "The shipped system for a weight chosen on dev, with the line that explains it."
-    if weight is None: return ShippingDecision(1.0, CROSS_ENCODER, "No dev queries (dev_size=0): nothing was "
-                                               "chosen on dev, so the cross-encoder alone is shipped, unjudged.")
+    if weight is None:
+        return ShippingDecision(1.0, CROSS_ENCODER, "No dev queries (dev_size=0): nothing was "
+                                "chosen on dev, so the cross-encoder alone is shipped, unjudged.")
     shipped, base, alone = shipped_system(weight), curve[0.0], curve[1.0]
-    reason = {RETRIEVER: f"On dev, neither the cross-encoder alone ({alone:.3f}) nor any fusion beats the "
-                         f"retriever ({base:.3f}): the run ships the retriever's order.",
-              CROSS_ENCODER: f"On dev, the cross-encoder alone ({alone:.3f}) beats the retriever ({base:.3f}) and "
-                             "no fusion does better: the run ships the cross-encoder alone.",
-              FUSION: f"On dev, the fusion with weight {weight:g} ({curve[weight]:.3f}) beats the retriever "
-                      f"({base:.3f}) and the cross-encoder alone ({alone:.3f}): the run ships the fusion."}[shipped]
+    reason = {RETRIEVER: f"On dev, neither the cross-encoder alone ({alone:.3f}) nor any fusion "
+                         f"beats the retriever ({base:.3f}): the run ships the retriever's order.",
+              CROSS_ENCODER: f"On dev, the cross-encoder alone ({alone:.3f}) beats the "
+                             f"retriever ({base:.3f}) and no fusion does better: the run ships "
+                             "the cross-encoder alone.",
+              FUSION: f"On dev, the fusion with weight {weight:g} ({curve[weight]:.3f}) beats the "
+                      f"retriever ({base:.3f}) and the cross-encoder alone ({alone:.3f}): the run "
+                      "ships the fusion."}[shipped]
     return ShippingDecision(float(weight), shipped, reason)
 
-# %% ../nbs/06_pipeline.ipynb #e185db00
+# %% ../nbs/06_pipeline.ipynb #6b521fc9
 def verdict(table: pd.DataFrame, # the held-out comparison, one row per system
             decision: ShippingDecision, # what the run ships
            ) -> str: # one line
@@ -401,12 +433,13 @@ def verdict(table: pd.DataFrame, # the held-out comparison, one row per system
                 f"(the cross-encoder alone: {alone:.3f}, {alone - base:+.3f}).")
     ours = table.loc[decision.shipped, "ndcg@10"]
     what = ("The fine-tuned cross-encoder" if decision.shipped == CROSS_ENCODER else
-            f"The fine-tuned cross-encoder fused with the retriever (weight {decision.weight:g}, chosen on dev)")
-    line = (f"{what} {'beats' if ours > base else 'does NOT beat'} the retriever on {n} held-out queries: "
-            f"NDCG@10 {ours:.3f} vs {base:.3f} ({ours - base:+.3f}).")
+            "The fine-tuned cross-encoder fused with the retriever "
+            f"(weight {decision.weight:g}, chosen on dev)")
+    line = (f"{what} {'beats' if ours > base else 'does NOT beat'} the retriever on {n} held-out "
+            f"queries: NDCG@10 {ours:.3f} vs {base:.3f} ({ours - base:+.3f}).")
     return line + (f" The cross-encoder alone: {alone:.3f}." if decision.shipped == FUSION else "")
 
-# %% ../nbs/06_pipeline.ipynb #d6ef4a6e
+# %% ../nbs/06_pipeline.ipynb #17d452bb
 def replace_folder(staging: Path, # a finished folder beside `final`
                    final: Path, # its name from now on
                   ) -> Path: # `final`
@@ -418,43 +451,48 @@ def replace_folder(staging: Path, # a finished folder beside `final`
     return final
 
 class staged_folder:
-    "`with staged_folder(run_dir) as folder:` write into `folder`; it becomes `run_dir` only when the block ends well."
+    "`with staged_folder(run_dir) as folder:` write there; it becomes `run_dir` if all went well."
     def __init__(self, final: str|Path): self.final = Path(final)
     def __enter__(self) -> Path:
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.partial-", dir=self.final.parent))
+        prefix = f".{self.final.name}.partial-"
+        self.staging = Path(tempfile.mkdtemp(prefix=prefix, dir=self.final.parent))
         return self.staging
     def __exit__(self, kind, error, traceback):
         if kind is None: replace_folder(self.staging, self.final)
         else: shutil.rmtree(self.staging, ignore_errors=True)
 
-# %% ../nbs/06_pipeline.ipynb #7a174bd9
-NORMALISATION = ("z-score per query: (x - mean) / std over one query's candidates (population std; "
-                 "0 when all scores are equal), then weight * cross-encoder + (1 - weight) * retriever")
+# %% ../nbs/06_pipeline.ipynb #ebc9ae97
+NORMALISATION = ("z-score per query: (x - mean) / std over one query's candidates (population "
+                 "std; 0 when all scores are equal), then weight * cross-encoder + (1 - weight) * "
+                 "retriever")
+RETRIEVER_SCORES = "cosine similarity of normalised SentenceTransformer embeddings"
 
-def shipped_rule(decision: ShippingDecision, curve: pd.Series|None, config: JobConfig, shape: str) -> dict:
+def shipped_rule(decision: ShippingDecision, curve: pd.Series|None, config: JobConfig,
+                 shape: str) -> dict:
     "The content of `shipped.json`: how the shipped ranking is made from the two scores."
+    by_weight = {} if curve is None else {f"{k:g}": round(float(v), 6) for k, v in curve.items()}
     return {"format": 1, "shipped": decision.shipped, "fusion_weight": decision.weight,
             "normalisation": NORMALISATION,
             "cross_encoder": {"folder": "model", "scores": "raw logits, no activation"},
-            "retriever": {"model": str(config.embedder), "resolved_path": resolve_model(config.embedder),
-                          "scores": "cosine similarity of normalised SentenceTransformer embeddings"},
+            "retriever": {"model": str(config.embedder), "scores": RETRIEVER_SCORES,
+                          "resolved_path": resolve_model(config.embedder)},
             "top_k": config.top_k if shape == "pairs" else None,
-            "dev_ndcg@10_by_weight": {} if curve is None else {f"{k:g}": round(float(v), 6) for k, v in curve.items()},
-            "reason": decision.reason}
+            "dev_ndcg@10_by_weight": by_weight, "reason": decision.reason}
 
-# %% ../nbs/06_pipeline.ipynb #d41f26a8
+# %% ../nbs/06_pipeline.ipynb #5f72e268
 def write_eval_set(samples: list[dict], path: str|Path) -> Path:
     "Eval-set samples as JSON Lines, one query per line."
     plain = lambda v: v.tolist() if isinstance(v, np.ndarray) else v
-    Path(path).write_text("".join(json.dumps({k: plain(v) for k, v in s.items()}) + "\n" for s in samples))
+    lines = (json.dumps({k: plain(v) for k, v in s.items()}) + "\n" for s in samples)
+    Path(path).write_text("".join(lines))
     return Path(path)
 
 def read_eval_set(path: str|Path) -> list[dict]:
     "Eval-set samples written by `write_eval_set`."
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
-# %% ../nbs/06_pipeline.ipynb #00eeef2d
+# %% ../nbs/06_pipeline.ipynb #ac906e65
 def plot_fusion_curve(curve: pd.Series, # dev NDCG@10 by fusion weight
                       decision: ShippingDecision, # the weight chosen
                      ) -> Figure:
@@ -462,14 +500,14 @@ def plot_fusion_curve(curve: pd.Series, # dev NDCG@10 by fusion weight
     fig = Figure(figsize=(6, 3.2)); ax = fig.subplots()
     ax.plot(curve.index.astype(float), curve.values, marker="o")
     ax.axhline(curve[0.0], ls="--", c="grey", label="retriever alone (weight 0)")
-    ax.scatter([decision.weight], [curve[decision.weight]], s=120, facecolors="none", edgecolors="tab:red",
-               label=f"shipped: {decision.shipped}")
-    ax.set(xlabel="cross-encoder weight (0: retriever, 1: cross-encoder alone)", ylabel="dev NDCG@10",
-           title="Choosing the fusion weight on dev")
+    ax.scatter([decision.weight], [curve[decision.weight]], s=120, facecolors="none",
+               edgecolors="tab:red", label=f"shipped: {decision.shipped}")
+    ax.set(xlabel="cross-encoder weight (0: retriever, 1: cross-encoder alone)",
+           ylabel="dev NDCG@10", title="Choosing the fusion weight on dev")
     ax.legend(loc="best", fontsize=8); fig.tight_layout()
     return fig
 
-# %% ../nbs/06_pipeline.ipynb #bfc1a06d
+# %% ../nbs/06_pipeline.ipynb #5368804d
 def comparison_result(table: pd.DataFrame, # from `compare_rerankers`
                       per_query: dict[str, pd.DataFrame], # {system: per-query metrics}
                       sizes: dict[str, int], # {system: parameters}
@@ -488,25 +526,30 @@ def comparison_result(table: pd.DataFrame, # from `compare_rerankers`
 
 def per_query_table(eval_set: list[dict], per_query: dict[str, pd.DataFrame]) -> pd.DataFrame:
     "Every system's metrics per held-out query, one row per query."
-    flat = {f"{name} {metric}": m[metric].to_numpy() for name, m in per_query.items() for metric in m.columns}
+    flat = {f"{name} {metric}": m[metric].to_numpy()
+            for name, m in per_query.items() for metric in m.columns}
     return pd.DataFrame(flat, index=pd.Index([s["query"] for s in eval_set], name="query"))
 
-# %% ../nbs/06_pipeline.ipynb #5a517a70
-def run_readme(folder_name: str, config: JobConfig, summary: str, table: pd.DataFrame, training: dict,
-               decision: ShippingDecision) -> str:
-    "The run folder's README.md: what was trained, the held-out table, the verdict, how to serve it."
-    rule = {RETRIEVER: "the retriever's order (the cross-encoder is not used)", CROSS_ENCODER: "the cross-encoder alone",
-            FUSION: f"the fusion: {decision.weight:g} x cross-encoder + {1 - decision.weight:g} x retriever, "
-                    "each z-scored per query"}[decision.shipped]
-    return (f"# Run `{folder_name}`\n\nA cross-encoder from `{config.base_model}` trained with {config.loss} on "
-            f"{training['rows']} rows ({training['epochs']:g} epochs at most, {training['precision']} on "
-            f"{training['device']}); retriever `{config.embedder}`.\n\n## Held-out queries\n\n"
-            f"{table.round(4).to_markdown()}\n\n## Verdict\n\n{summary}\n\n## Serving\n\n"
-            f"Shipped: {rule} (`shipped.json`).\n\n```python\nfrom reranker_tune.serving import Reranker\n"
-            f"reranker = Reranker(\"{config.run_dir}\")\nreranker.rerank(\"your question\", "
-            "[\"candidate one\", \"candidate two\"])\n```\n")
+# %% ../nbs/06_pipeline.ipynb #c934ac15
+def run_readme(folder_name: str, config: JobConfig, summary: str, table: pd.DataFrame,
+               training: dict, decision: ShippingDecision) -> str:
+    "The run folder's README.md: what was trained, the held-out table, the verdict, how to serve."
+    w = decision.weight
+    rule = {RETRIEVER: "the retriever's order (the cross-encoder is not used)",
+            CROSS_ENCODER: "the cross-encoder alone",
+            FUSION: f"the fusion: {w:g} x cross-encoder + {1 - w:g} x retriever, each z-scored"}
+    trained = (f"A cross-encoder from `{config.base_model}` trained with {config.loss} on "
+               f"{training['rows']} rows ({training['epochs']:g} epochs at most, "
+               f"{training['precision']} on {training['device']}); retriever `{config.embedder}`.")
+    serve = ["```python", "from reranker_tune.serving import Reranker",
+             f'reranker = Reranker("{config.run_dir}")',
+             'reranker.rerank("your question", ["candidate one", "candidate two"])', "```"]
+    return "\n".join([f"# Run `{folder_name}`", "", trained, "", "## Held-out queries", "",
+                      table.round(4).to_markdown(), "", "## Verdict", "", summary, "",
+                      "## Serving", "", f"Shipped: {rule[decision.shipped]} (`shipped.json`).", "",
+                      *serve, ""])
 
-# %% ../nbs/06_pipeline.ipynb #0c36570a
+# %% ../nbs/06_pipeline.ipynb #f880aa4a
 def training_rows(job: dict, # from `load_job_data`
                   retriever, # the embedder, for mining
                   config: JobConfig, # the loss, negatives and seed
@@ -515,30 +558,33 @@ def training_rows(job: dict, # from `load_job_data`
     listwise = LOSS_CATALOGUE[config.loss].mining_format == "labeled-list"
     if job["shape"] == "candidate_lists":
         return rows_from_lists(job["train"], listwise, config.max_negatives, config.seed)
-    return mine_negatives(job["train"], retriever, num_negatives=config.num_negatives, seed=config.seed,
-                          random_negatives=config.random_negatives,
+    return mine_negatives(job["train"], retriever, num_negatives=config.num_negatives,
+                          random_negatives=config.random_negatives, seed=config.seed,
                           output_format="labeled-list" if listwise else "labeled-pair")
 
-# %% ../nbs/06_pipeline.ipynb #b3b116bf
+# %% ../nbs/06_pipeline.ipynb #a25898b3
 def grade_range_of(job: dict, # from `load_job_data`
                    given: list|None=None, # the job's `grade_range`
                   ) -> list|None: # [lowest, highest], or None when the lists carry no grades
     "The grade range of the dev and test lists: as given, or their lowest and highest grade."
-    parts = [job[p] for p in ("dev", "test") if job[p] is not None and "positive_grades" in job[p].column_names]
+    parts = [job[p] for p in ("dev", "test")
+             if job[p] is not None and "positive_grades" in job[p].column_names]
     if not parts: return None
     if given: return list(given)
-    grades = [g for ds in parts for column in ("positive_grades", "negative_grades") if column in ds.column_names
+    columns = ("positive_grades", "negative_grades")
+    grades = [g for ds in parts for column in columns if column in ds.column_names
               for row in ds[column] for g in (row or [])]
     return [int(min(grades)), int(max(grades))]
 
-def job_eval_set(job: dict, part: str, retriever, top_k: int, grade_range: list|None=None) -> list[dict]|None:
+def job_eval_set(job: dict, part: str, # "dev" or "test"
+                 retriever, top_k: int, grade_range: list|None=None) -> list[dict]|None:
     "Evaluation samples for `job[part]` (dev or test), ordered by the retriever."
     if job[part] is None: return None
     if job["shape"] == "candidate_lists":
         return eval_set_from_candidate_lists(job[part], grade_range=grade_range, embedder=retriever)
     return build_eval_set(job[part], job["answers"], retriever, top_k=top_k)
 
-# %% ../nbs/06_pipeline.ipynb #5c53ae4e
+# %% ../nbs/06_pipeline.ipynb #adf79fb5
 def _versions() -> dict:
     "Library versions, for the run's config."
     return {"python": platform.python_version(), "torch": str(torch.__version__),
@@ -550,37 +596,43 @@ def _step(message: str):
     print(f"[reranker_tune] {message}", flush=True)
 
 def resolved_settings(config: JobConfig, job: dict) -> dict:
-    "What the job resolved from the parameters and the machine: the `resolved` section of config.yaml."
+    "What the job resolved from the parameters and the machine: config.yaml's `resolved` section."
     device = config.device or detect_device()
     return {"device": device, "precision": detect_precision(device), "shape": job["shape"],
-            "grade_range": grade_range_of(job, config.grade_range), "embedder": resolve_model(config.embedder),
-            "embedder_hub_id": hub_id(config.embedder), "base_model": resolve_model(config.base_model),
+            "grade_range": grade_range_of(job, config.grade_range),
+            "embedder": resolve_model(config.embedder), "embedder_hub_id": hub_id(config.embedder),
+            "base_model": resolve_model(config.base_model),
             "base_model_hub_id": hub_id(config.base_model), "versions": _versions()}
 
-# %% ../nbs/06_pipeline.ipynb #a6c54fa3
+# %% ../nbs/06_pipeline.ipynb #88aeed6e
 def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, resolved: dict,
                        ) -> tuple: # (model, training facts, dev set or None)
-    "Mine or take the training rows, then fine-tune with early stopping on dev; `folder/model` is the best."
+    "Mine or take the training rows, then fine-tune, early-stopped on dev; the best is saved."
     train = training_rows(job, retriever, config)
     dev_set = job_eval_set(job, "dev", retriever, config.top_k, resolved["grade_range"])
     epochs = config.epochs or choose_epochs(len(train), config.batch_size)
     steps = math.ceil(epochs*math.ceil(len(train)/config.batch_size))
-    checks = f"{len(dev_evaluation_steps(steps, 0.2))} dev evaluations, early stopping on NDCG@10, " if dev_set else ""
-    _step(f"Training a cross-encoder from {config.base_model} with {config.loss} on {len(train)} rows (up to "
-          f"{epochs:g} epochs, {steps} steps, {checks}{resolved['precision']}, {resolved['device']})")
-    model = load_reranker(config.base_model, max_length=config.max_length, device=resolved["device"],
-                          loss=config.loss)
-    fine_tune(model, train, config.loss, folder/"training", patience=config.patience, seed=config.seed,
-              evaluator=RerankingEvaluator(dev_set, name="dev") if dev_set else None, save_to=folder/"model",
-              epochs=epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-              precision=resolved["precision"], save_total_limit=1, eval_steps=0.2, # every fifth, and the last
-              state_file=folder/"trainer_state.json",
+    checks = len(dev_evaluation_steps(steps, 0.2))
+    on_dev = f"{checks} dev evaluations, early stopping on NDCG@10, " if dev_set else ""
+    _step(f"Training a cross-encoder from {config.base_model} with {config.loss} on {len(train)} "
+          f"rows (up to {epochs:g} epochs, {steps} steps, {on_dev}{resolved['precision']}, "
+          f"{resolved['device']})")
+    model = load_reranker(config.base_model, max_length=config.max_length, loss=config.loss,
+                          device=resolved["device"])
+    fine_tune(model, train, config.loss, folder/"training", patience=config.patience,
+              evaluator=RerankingEvaluator(dev_set, name="dev") if dev_set else None,
+              seed=config.seed, epochs=epochs, batch_size=config.batch_size,
+              learning_rate=config.learning_rate, precision=resolved["precision"],
+              save_to=folder/"model", state_file=folder/"trainer_state.json", save_total_limit=1,
+              eval_steps=0.2, # every fifth of the steps, and the last
               **({} if dev_set else {"save_strategy": "no"}))
-    for checkpoint in (folder/"training").glob("checkpoint-*"): shutil.rmtree(checkpoint) # the best is model/
-    facts = {"rows": len(train), "epochs": epochs, "loss": config.loss, **{k: resolved[k] for k in ("device", "precision")}}
+    for checkpoint in (folder/"training").glob("checkpoint-*"): # the best one is model/
+        shutil.rmtree(checkpoint)
+    facts = {"rows": len(train), "epochs": epochs, "loss": config.loss,
+             "device": resolved["device"], "precision": resolved["precision"]}
     return model, facts, dev_set
 
-# %% ../nbs/06_pipeline.ipynb #25099c37
+# %% ../nbs/06_pipeline.ipynb #188a91f6
 def choose_on_dev(model, dev_set: list[dict]|None) -> tuple[ShippingDecision, pd.Series|None]:
     "The shipping decision from the dev fusion curve (no dev: the cross-encoder, unjudged)."
     if not dev_set: return decide_on_dev(None), None
@@ -589,7 +641,7 @@ def choose_on_dev(model, dev_set: list[dict]|None) -> tuple[ShippingDecision, pd
     return decide_on_dev(weight, curve), curve
 
 def compare_on_held_out(model, eval_set: list[dict], decision: ShippingDecision) -> tuple:
-    "(table, per-query metrics) of the retriever, the cross-encoder and the shipped fusion on held-out queries."
+    "(table, per-query metrics) of the retriever, the cross-encoder and a shipped fusion, held out."
     fusion = {CROSS_ENCODER: decision.weight} if decision.shipped == FUSION else None
     return compare_rerankers(eval_set, {CROSS_ENCODER: model}, fusion=fusion, per_query=True)
 
@@ -605,35 +657,62 @@ def _plain_row(row: pd.Series) -> dict:
     "A table row as JSON values."
     return {k: (int(v) if k in ("queries", "parameters") else float(v)) for k, v in row.items()}
 
-# %% ../nbs/06_pipeline.ipynb #7032728d
-def write_run(folder: Path, config: JobConfig, resolved: dict, result: dict, eval_set: list[dict],
-              per_query: dict, decision: ShippingDecision, curve, dev: dict|None, facts: dict,
-              paired: dict, summary: str, timings: dict):
-    "Everything but the model: config, metrics, comparison and plots, per-query metrics, the rule, a README."
-    (folder/"config.yaml").write_text(yaml.safe_dump({**config.as_record(), "resolved": resolved}, sort_keys=False))
-    table = result["table"]
-    metrics = {"verdict": summary, "shipped": decision.shipped, "dev": dev, "seconds": timings, "training": facts,
-               "fusion": {"weight": decision.weight, "dev_ndcg@10_by_weight": shipped_rule(
-                   decision, curve, config, resolved["shape"])["dev_ndcg@10_by_weight"]},
-               "shipped_vs_retriever": paired, **{row: _plain_row(table.loc[row]) for row in table.index}}
+# %% ../nbs/06_pipeline.ipynb #72895c93
+def judge(model, retriever, job: dict, config: JobConfig, resolved: dict, dev_set) -> dict:
+    "Choose on dev, then compare on held-out queries: the decision, the table and the verdict."
+    decision, curve = choose_on_dev(model, dev_set)
+    _step(decision.reason)
+    top_k = f"the retriever's top {config.top_k}"
+    what = top_k if job["shape"] == "pairs" else "the candidate list"
+    _step(f"Reranking {what} for each held-out query")
+    eval_set = job_eval_set(job, "test", retriever, config.top_k, resolved["grade_range"])
+    table, per_query = compare_on_held_out(model, eval_set, decision)
+    ndcg = lambda system: per_query[system]["ndcg@10"]
+    paired = paired_comparison(ndcg(decision.shipped), ndcg(RETRIEVER), seed=config.seed)
+    lines = [decision.reason, verdict(table, decision)]
+    if decision.shipped != RETRIEVER:
+        lines.append(verdict_line(decision.shipped, RETRIEVER, paired) + ".")
+    sizes = {RETRIEVER: count_parameters(retriever), CROSS_ENCODER: count_parameters(model)}
+    sizes[FUSION] = sum(sizes.values())
+    return {"decision": decision, "curve": curve, "dev": _dev_scores(curve, decision, dev_set),
+            "eval_set": eval_set, "per_query": per_query, "paired": paired,
+            "summary": "\n".join(lines),
+            "result": comparison_result(table, per_query, sizes, decision, lines[1:], config.seed)}
+
+# %% ../nbs/06_pipeline.ipynb #795c9b54
+def write_run(folder: Path, config: JobConfig, resolved: dict, judged: dict, facts: dict,
+              timings: dict) -> str: # the run's README.md
+    "Everything but the model: config, metrics, the comparison and its plots, the rule, a README."
+    decision, curve, result = judged["decision"], judged["curve"], judged["result"]
+    record = {**config.as_record(), "resolved": resolved}
+    (folder/"config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    rule = shipped_rule(decision, curve, config, resolved["shape"])
+    rows = {row: _plain_row(result["table"].loc[row]) for row in result["table"].index}
+    metrics = {"verdict": judged["summary"], "shipped": decision.shipped, "dev": judged["dev"],
+               "seconds": timings, "training": facts, "shipped_vs_retriever": judged["paired"],
+               "fusion": {"weight": decision.weight,
+                          "dev_ndcg@10_by_weight": rule["dev_ndcg@10_by_weight"]}, **rows}
     (folder/"metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (folder/"shipped.json").write_text(json.dumps(shipped_rule(decision, curve, config, resolved["shape"]), indent=2) + "\n")
-    write_eval_set(eval_set, folder/"heldout.jsonl")
-    per_query_table(eval_set, per_query).to_csv(folder/"per_query.csv")
+    (folder/"shipped.json").write_text(json.dumps(rule, indent=2) + "\n")
+    write_eval_set(judged["eval_set"], folder/"heldout.jsonl")
+    per_query_table(judged["eval_set"], judged["per_query"]).to_csv(folder/"per_query.csv")
     save_comparison(result, folder)
-    if curve is not None: plot_fusion_curve(curve, decision).savefig(folder/"plots"/"dev_fusion_curve.png", dpi=120)
-    readme = run_readme(Path(config.run_dir).name, config, summary, table, facts, decision)
+    if curve is not None:
+        plot_fusion_curve(curve, decision).savefig(folder/"plots"/"dev_fusion_curve.png", dpi=120)
+    readme = run_readme(Path(config.run_dir).name, config, judged["summary"], result["table"],
+                        facts, decision)
     (folder/"README.md").write_text(readme)
     return readme
 
-# %% ../nbs/06_pipeline.ipynb #b42b7973
-def run_pipeline(config: JobConfig|dict|str|Path|None=None, # a JobConfig, a mapping or a config.yaml
+# %% ../nbs/06_pipeline.ipynb #00f6d7e1
+def run_pipeline(config: JobConfig|dict|str|Path|None=None, # a JobConfig, a mapping, a config.yaml
                  **overrides, # any `JobConfig` field, e.g. run_dir="runs/quick", epochs=1
                 ) -> dict: # `table`, `verdict`, `run_dir`, `model`, `shipped`, `fusion_weight`
-    "Check everything, train, choose on dev, compare on held-out queries, then swap in the finished run folder."
+    "Check everything, train, choose on dev, compare on held-out queries, swap in the run folder."
     config, start = job_config(config, **overrides), time.time()
     seed_everything(config.seed)
-    _step(f"Loading data from {'the bundled sample' if config.source is None else config.as_record()['source']}")
+    source = "the bundled sample" if config.source is None else config.as_record()["source"]
+    _step(f"Loading data from {source}")
     job = load_job_data(config)
     resolved = resolved_settings(config, job)
     count = lambda part: len(set(job[part]["query"])) if job[part] is not None else 0
@@ -641,33 +720,23 @@ def run_pipeline(config: JobConfig|dict|str|Path|None=None, # a JobConfig, a map
           f"({job['shape'].replace('_', ' ')})")
     with staged_folder(config.run_dir) as folder:
         outcome = _run_in(folder, config, job, resolved, start)
-    _step(f"{outcome['verdict']}\nTook {time.time() - start:.0f} s; results and model in {config.run_dir}/")
+    _step(f"{outcome['verdict']}\nTook {time.time() - start:.0f} s; results in {config.run_dir}/")
     return {**outcome, "run_dir": Path(config.run_dir)}
 
-# %% ../nbs/06_pipeline.ipynb #a135b5fc
+# %% ../nbs/06_pipeline.ipynb #7f735a51
 def _run_in(folder: Path, config: JobConfig, job: dict, resolved: dict, start: float) -> dict:
-    "The job's work inside the staging folder: train, choose on dev, compare on held-out queries, write."
+    "The job inside the staging folder: train, choose on dev, compare on held-out queries, write."
     retriever = load_embedder(config.embedder, resolved["device"])
     timings = {"data": round(time.time() - start, 1)}
     model, facts, dev_set = train_cross_encoder(config, job, retriever, folder, resolved)
     timings["training"] = round(time.time() - start - timings["data"], 1)
-    decision, curve = choose_on_dev(model, dev_set)
-    _step(decision.reason)
-    _step(f"Reranking {'the retriever' + chr(39) + f's top {config.top_k}' if job['shape'] == 'pairs' else 'the candidate list'} "
-          "for each held-out query")
-    eval_set = job_eval_set(job, "test", retriever, config.top_k, resolved["grade_range"])
-    table, per_query = compare_on_held_out(model, eval_set, decision)
-    paired = paired_comparison(per_query[decision.shipped]["ndcg@10"], per_query[RETRIEVER]["ndcg@10"], seed=config.seed)
-    summary = "\n".join([decision.reason, verdict(table, decision)] +
-                         ([verdict_line(decision.shipped, RETRIEVER, paired) + "."] if decision.shipped != RETRIEVER else []))
-    sizes = {RETRIEVER: count_parameters(retriever), CROSS_ENCODER: count_parameters(model)}
-    sizes[FUSION] = sizes[RETRIEVER] + sizes[CROSS_ENCODER]
-    result = comparison_result(table, per_query, sizes, decision, summary.splitlines()[1:], config.seed)
-    timings.update(evaluation=round(time.time() - start - sum(timings.values()), 1), total=round(time.time() - start, 1))
-    readme = write_run(folder, config, resolved, result, eval_set, per_query, decision, curve,
-                       _dev_scores(curve, decision, dev_set), facts, paired, summary, timings)
-    write_model_card(model, folder/"model", config.base_model, dataset_name=config.as_record()["source"] or
-                     "reranker_tune's gardening sample", extra_markdown=readme.split("\n", 2)[2])
-    print(result["table"].round(3).to_markdown())
-    return {"table": result["table"], "verdict": summary, "model": model, "shipped": decision.shipped,
-            "fusion_weight": decision.weight}
+    judged = judge(model, retriever, job, config, resolved, dev_set)
+    timings["evaluation"] = round(time.time() - start - sum(timings.values()), 1)
+    timings["total"] = round(time.time() - start, 1)
+    readme = write_run(folder, config, resolved, judged, facts, timings)
+    source = config.as_record()["source"] or "reranker_tune's gardening sample"
+    write_model_card(model, folder/"model", config.base_model, dataset_name=source,
+                     extra_markdown=readme.split("\n", 2)[2])
+    print(judged["result"]["table"].round(3).to_markdown())
+    return {"table": judged["result"]["table"], "verdict": judged["summary"], "model": model,
+            "shipped": judged["decision"].shipped, "fusion_weight": judged["decision"].weight}

@@ -22,29 +22,16 @@ def eval_samples(n=4):
 
 @pytest.fixture(scope="session")
 def model_folder(tiny_bert, tmp_path_factory) -> Path:
-    "The tiny cross-encoder, saved by the training stage's `save_model`, with a tokenizer that knows the sample's words."
+    "The tiny cross-encoder, saved by the training stage's `save_model`, its fresh head scaled so that pairs score apart."
     import torch
-    from transformers import BertTokenizerFast
-    bert = Path(shutil.copytree(tiny_bert, tmp_path_factory.mktemp("bert")/"bert"))
-    # conftest's tokenizer.json maps every word to [UNK] under transformers 5; rebuilt from vocab.txt alone it does not
-    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"): (bert/f).unlink(missing_ok=True)
-    BertTokenizerFast.from_pretrained(str(bert)).save_pretrained(str(bert))
-    model = load_reranker(str(bert), device="cpu")
+    model = load_reranker(tiny_bert, device="cpu")
     with torch.no_grad(): model[0].model.classifier.weight.mul_(100) # a fresh head scores every pair about the same
     return save_model(model, tmp_path_factory.mktemp("saved")/"model")
 
 @pytest.fixture(scope="session")
-def retriever_folder(model_folder, tmp_path_factory) -> str:
-    "A random StaticEmbedding retriever on the same working tokenizer (conftest's tiny_embedder sees only [UNK])."
-    import torch
-    from transformers import BertTokenizerFast
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
-    torch.manual_seed(0)
-    static = StaticEmbedding(BertTokenizerFast.from_pretrained(str(model_folder)), embedding_dim=32)
-    folder = tmp_path_factory.mktemp("retriever")
-    SentenceTransformer(modules=[static], device="cpu").save(str(folder))
-    return str(folder)
+def retriever_folder(tiny_embedder) -> str:
+    "conftest's tiny StaticEmbedding retriever, on the same tokenizer as the tiny cross-encoder."
+    return tiny_embedder
 
 @pytest.fixture
 def own_folder(model_folder, tmp_path) -> Path:
