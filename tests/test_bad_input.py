@@ -140,3 +140,23 @@ def test_a_run_that_fails_midway_keeps_the_previous_run(stop, finished, monkeypa
         run_pipeline(source=sample_pairs().to_pandas().head(30), run_dir=runs/"demo", embedder=tiny_embedder,
                      base_model=tiny_bert, epochs=1)
     assert (runs/"demo"/"metrics.json").read_bytes() == before and sorted(p.name for p in runs.iterdir()) == ["demo"]
+
+CONTRADICTIONS = {
+    "a pair labelled both 1 and 0": (lambda d: _jsonl(d/"l.jsonl", [{"query": "q", "document": "a", "label": 1},
+                                                                  {"query": "q", "document": "b", "label": 0},
+                                                                  {"query": "q", "document": "a", "label": 0}]),
+                                     "both relevant (>= 0.5) and not in 2 row(s) (0-based: 0, 2)"),
+    "a text both positive and negative": (lambda d: _jsonl(d/"c.jsonl", [{"query": "q", "positive": ["a"], "negative": ["b", "a"]},
+                                                                       {"query": "r", "positive": ["c"], "negative": ["d"]}]),
+                                          "column 'negative' holds a text that is also a positive of the row (e.g. 'a') in 1 row(s) (0-based: 0)"),
+}
+
+@pytest.mark.parametrize("case", list(CONTRADICTIONS))
+def test_contradictory_labels_are_refused_by_the_job_and_nothing_is_written(case, tmp_path, tiny_bert, tiny_embedder):
+    make, message = CONTRADICTIONS[case]
+    (tmp_path/"in").mkdir()
+    source = make(tmp_path/"in")
+    with pytest.raises(DataError) as err:
+        run_pipeline(source=source, run_dir=tmp_path/"runs"/"bad", embedder=tiny_embedder, base_model=tiny_bert)
+    assert message in str(err.value) and str(source) in str(err.value)
+    assert not (tmp_path/"runs").exists()

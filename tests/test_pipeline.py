@@ -191,3 +191,15 @@ def test_a_listwise_loss_trains_on_mined_lists_and_epochs_come_from_the_data(tmp
     assert metrics["training"]["loss"] == "LambdaLoss" and metrics["training"]["rows"] == 26 # one list per training query
     assert metrics["training"]["epochs"] == 6 # 26 lists, 4 steps an epoch: the cap
     assert result["model"].activation_fn.__class__.__name__ == "Identity" # listwise losses read raw logits
+
+def test_the_rerank_command_serves_the_run_folder(finished_run, tmp_path, capsys):
+    "`reranker-tune rerank RUN_DIR` prints the order Reranker(run_dir) serves, the shipped rule included."
+    from reranker_tune.batch import main
+    from reranker_tune.serving import Reranker
+    folder = Path(finished_run["run_dir"])
+    sample = read_eval_set(folder/"heldout.jsonl")[0]
+    (tmp_path/"docs.json").write_text(json.dumps(sample["documents"]))
+    assert main(["rerank", str(folder), "--query", sample["query"], "--documents", str(tmp_path/"docs.json"), "--top-k", "5"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    served = Reranker(folder).rerank(sample["query"], sample["documents"], top_k=5)
+    assert [p["id"] for p in printed] == [h.id for h in served] and len(printed) == 5
