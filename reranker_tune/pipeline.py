@@ -507,7 +507,7 @@ def plot_fusion_curve(curve: pd.Series, # dev NDCG@10 by fusion weight
     ax.legend(loc="best", fontsize=8); fig.tight_layout()
     return fig
 
-# %% ../nbs/06_pipeline.ipynb #5368804d
+# %% ../nbs/06_pipeline.ipynb #94caba04
 def comparison_result(table: pd.DataFrame, # from `compare_rerankers`
                       per_query: dict[str, pd.DataFrame], # {system: per-query metrics}
                       sizes: dict[str, int], # {system: parameters}
@@ -516,7 +516,7 @@ def comparison_result(table: pd.DataFrame, # from `compare_rerankers`
     "The held-out comparison with a 95% CI and a size per system."
     table = table.copy()
     ci = {name: bootstrap_ci(m["ndcg@10"], seed=seed) for name, m in per_query.items()}
-    table.insert(1, "parameters", [sizes[name] for name in table.index])
+    table.insert(1, "parameters", pd.array([sizes[name] for name in table.index], dtype="Int64"))
     at = list(table.columns).index("ndcg@10") + 1
     table.insert(at, "ndcg@10 low", [ci[n][0] for n in table.index])
     table.insert(at + 1, "ndcg@10 high", [ci[n][1] for n in table.index])
@@ -723,7 +723,7 @@ def run_pipeline(config: JobConfig|dict|str|Path|None=None, # a JobConfig, a map
     _step(f"{outcome['verdict']}\nTook {time.time() - start:.0f} s; results in {config.run_dir}/")
     return {**outcome, "run_dir": Path(config.run_dir)}
 
-# %% ../nbs/06_pipeline.ipynb #7f735a51
+# %% ../nbs/06_pipeline.ipynb #f91b8a49
 def _run_in(folder: Path, config: JobConfig, job: dict, resolved: dict, start: float) -> dict:
     "The job inside the staging folder: train, choose on dev, compare on held-out queries, write."
     retriever = load_embedder(config.embedder, resolved["device"])
@@ -734,7 +734,7 @@ def _run_in(folder: Path, config: JobConfig, job: dict, resolved: dict, start: f
     timings["evaluation"] = round(time.time() - start - sum(timings.values()), 1)
     timings["total"] = round(time.time() - start, 1)
     readme = write_run(folder, config, resolved, judged, facts, timings)
-    source = config.as_record()["source"] or "reranker_tune's gardening sample"
+    source = config.as_record()["source"] or "reranker_tune gardening sample"
     write_model_card(model, folder/"model", config.base_model, dataset_name=source,
                      extra_markdown=readme.split("\n", 2)[2])
     print(judged["result"]["table"].round(3).to_markdown())

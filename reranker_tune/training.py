@@ -9,7 +9,8 @@ from bisect import bisect_right
 from itertools import accumulate
 from pathlib import Path
 from typing import Callable
-import torch, datasets, yaml
+import contextlib
+import torch, datasets, yaml, transformers
 from torch.utils.data import ConcatDataset, RandomSampler
 from huggingface_hub import hf_hub_download
 from transformers import EarlyStoppingCallback, TrainerCallback
@@ -57,6 +58,17 @@ def classification_head_size(base: str|Path, # a local model folder, or a Hub id
     return len(config["id2label"]) if config.get("id2label") else int(config.get("num_labels", 2))
 
 # %% ../nbs/04_training.ipynb #aa158d51
+@contextlib.contextmanager
+def _fresh_head_quietly(fresh: bool, # whether `base` has no classification head, so a new one is expected
+                        base: str, outputs: int):
+    "Replace transformers' LOAD REPORT for an expected new head by one plain line; other reports stay."
+    level = transformers.logging.get_verbosity()
+    if fresh: transformers.logging.set_verbosity_error()
+    try: yield
+    finally: transformers.logging.set_verbosity(level)
+    if fresh: print(f"[reranker_tune] {base} has no classification head: a new {outputs}-output head is added "
+                    "with random weights, and training learns it.", flush=True)
+
 def load_reranker(base: str="all-MiniLM-L6-v2", # short name, local folder or Hub id
                   max_length: int=256, # longer (query, document) pairs are truncated
                   num_labels: int|None=None, # outputs; None: the checkpoint head's size, or 1 for a bare encoder
@@ -71,9 +83,11 @@ def load_reranker(base: str="all-MiniLM-L6-v2", # short name, local folder or Hu
         raise HeadMismatch(f"{base} is a reranker with a trained {head}-output head, and num_labels={num_labels} would replace it with "
                            f"a random one. Pass num_labels={head} (or leave it out) to fine-tune that head, or start from the bare "
                            f"encoder it was trained from to get a fresh {num_labels}-output head.")
-    return CrossEncoder(path, num_labels=num_labels or head or 1, max_length=max_length, device=device or detect_device(),
-                        trust_remote_code=trust_remote_code, model_kwargs={"dtype": torch.float32},
-                        activation_fn=model_activation_for(loss) if loss is not None else None)
+    outputs = num_labels or head or 1
+    with _fresh_head_quietly(head is None, base, outputs):
+        return CrossEncoder(path, num_labels=outputs, max_length=max_length, device=device or detect_device(),
+                            trust_remote_code=trust_remote_code, model_kwargs={"dtype": torch.float32},
+                            activation_fn=model_activation_for(loss) if loss is not None else None)
 
 # %% ../nbs/04_training.ipynb #8be9bed2
 def training_arguments(output_dir: str|Path, # where the trainer may write checkpoints and logs
