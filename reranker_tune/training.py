@@ -9,7 +9,7 @@ from bisect import bisect_right
 from itertools import accumulate
 from pathlib import Path
 from typing import Callable
-import contextlib
+import contextlib, logging
 import torch, datasets, yaml, transformers
 from torch.utils.data import ConcatDataset, RandomSampler
 from huggingface_hub import hf_hub_download
@@ -61,11 +61,12 @@ def classification_head_size(base: str|Path, # a local model folder, or a Hub id
 @contextlib.contextmanager
 def _fresh_head_quietly(fresh: bool, # whether `base` has no classification head, so a new one is expected
                         base: str, outputs: int):
-    "Replace transformers' LOAD REPORT for an expected new head by one plain line; other reports stay."
-    level = transformers.logging.get_verbosity()
-    if fresh: transformers.logging.set_verbosity_error()
+    "Replace transformers' LOAD REPORT (and the 'Converting ... model' note) for an expected new head by one line."
+    converting = logging.getLogger("sentence_transformers.base.model") # "Converting SentenceTransformer model ..."
+    levels = transformers.logging.get_verbosity(), converting.level
+    if fresh: transformers.logging.set_verbosity_error(); converting.setLevel(logging.ERROR)
     try: yield
-    finally: transformers.logging.set_verbosity(level)
+    finally: transformers.logging.set_verbosity(levels[0]); converting.setLevel(levels[1])
     if fresh: print(f"[reranker_tune] {base} has no classification head: a new {outputs}-output head is added "
                     "with random weights, and training learns it.", flush=True)
 
