@@ -44,7 +44,8 @@ test: sync
 export: install
 	$(VENV)/bin/nbdev_export
 
-# Drop what progress-bar widgets leave in executed notebooks (widget views and their state), then nbdev_clean.
+# Drop what progress-bar widgets leave in executed notebooks (widget views and their state) and the kernel
+# launcher's transport warnings that papermill runs inside a notebook print, then nbdev_clean.
 clean-nbs: install
 	$(PY) -c "$$STRIP_WIDGETS" nbs/*.ipynb
 	$(VENV)/bin/nbdev_clean
@@ -55,6 +56,10 @@ for path in sys.argv[1:]:
     nb = json.load(open(path)); nb['metadata'].pop('widgets', None)
     for cell in (c for c in nb['cells'] if c['cell_type'] == 'code'):
         cell['outputs'] = [o for o in cell['outputs'] if 'application/vnd.jupyter.widget-view+json' not in o.get('data', {})]
+        for o in (o for o in cell['outputs'] if o.get('output_type') == 'stream'):
+            text = o['text'] if isinstance(o['text'], str) else ''.join(o['text'])
+            o['text'] = ''.join(l for l in text.splitlines(True) if not l.startswith('[IPKernelApp] WARNING'))
+        cell['outputs'] = [o for o in cell['outputs'] if o.get('output_type') != 'stream' or o['text'].strip()]
     open(path, 'w').write(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
 endef
 export STRIP_WIDGETS

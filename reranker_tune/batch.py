@@ -178,8 +178,9 @@ def check_notebook_parameters(notebook: Path|nbformat.NotebookNode, # from `pipe
     if missing: raise ValueError(f"{_notebook_label(notebook)} has no parameter for {missing}; it takes {sorted(known)}.")
 
 def _notebook_label(notebook) -> str:
-    "How a run records the notebook it executed."
-    return str(notebook) if isinstance(notebook, Path) else "generated (run_pipeline)"
+    "How a run records the notebook it executed: its path relative to the working folder, when it is below it."
+    if not isinstance(notebook, Path): return "generated (run_pipeline)"
+    return os.path.relpath(notebook) if notebook.resolve().is_relative_to(Path.cwd().parent) else str(notebook)
 
 # %% ../nbs/07_batch.ipynb #150bec20
 def _hub_reachable(timeout: float=3, # seconds to wait for a connection
