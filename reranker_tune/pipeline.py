@@ -14,12 +14,12 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['JOB_LOSSES', 'LIST_COLUMNS', 'NORMALISATION', 'RETRIEVER_SCORES', 'ConfigError', 'JobConfig', 'whole_number',
-           'number_in', 'query_share', 'model_positions', 'job_config', 'limit_queries', 'as_candidate_lists',
-           'rows_from_lists', 'check_relevance_labels', 'refuse_shared_queries', 'load_job_data', 'choose_epochs',
-           'ShippingDecision', 'decide_on_dev', 'verdict', 'replace_folder', 'staged_folder', 'shipped_rule',
-           'write_eval_set', 'read_eval_set', 'plot_fusion_curve', 'comparison_result', 'per_query_table', 'run_readme',
-           'training_rows', 'grade_range_of', 'job_eval_set', 'resolved_settings', 'train_cross_encoder',
-           'choose_on_dev', 'compare_on_held_out', 'judge', 'write_run', 'run_pipeline']
+           'number_in', 'query_share', 'position_limit', 'model_positions', 'job_config', 'limit_queries',
+           'as_candidate_lists', 'rows_from_lists', 'check_relevance_labels', 'refuse_shared_queries', 'load_job_data',
+           'choose_epochs', 'ShippingDecision', 'decide_on_dev', 'verdict', 'replace_folder', 'staged_folder',
+           'shipped_rule', 'write_eval_set', 'read_eval_set', 'plot_fusion_curve', 'comparison_result',
+           'per_query_table', 'run_readme', 'training_rows', 'grade_range_of', 'job_eval_set', 'resolved_settings',
+           'train_cross_encoder', 'choose_on_dev', 'compare_on_held_out', 'judge', 'write_run', 'run_pipeline']
 
 # %% ../nbs/06_pipeline.ipynb #defe908c
 from .core import (seed_everything, detect_device, detect_precision, resolve_model,
@@ -133,14 +133,22 @@ def _loss_checked(loss) -> str:
     raise ConfigError(f"loss={loss!r}: {why}. The job takes one of {', '.join(JOB_LOSSES)}.")
 
 # %% ../nbs/06_pipeline.ipynb #8a6cef89
+_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "data2vec-text", "xmod"} # positions start after padding
+
+def position_limit(config: dict, # a transformers config, as read from config.json
+                  ) -> int|None: # None when the config does not say
+    "The longest input a model's position embeddings allow (RoBERTa-style models lose pad_token_id + 1)."
+    limit = config.get("max_position_embeddings")
+    if not isinstance(limit, int): return None
+    return limit - (config.get("pad_token_id", 1) + 1 if config.get("model_type") in _OFFSET_POSITIONS else 0)
+
 def model_positions(model: str) -> int|None:
-    "The `max_position_embeddings` of a model's config, when it can be read here; None otherwise."
+    "`position_limit` of a model's config, when it can be read here; None otherwise."
     try: folder = Path(resolve_model(model))
     except ModelNotFound: return None
     configs = [folder/"config.json"] + sorted(folder.glob("*/config.json"))
     for path in (p for p in configs if p.is_file()):
-        positions = json.loads(path.read_text()).get("max_position_embeddings")
-        if positions: return int(positions)
+        if (limit := position_limit(json.loads(path.read_text()))) is not None: return limit
     return None
 
 # %% ../nbs/06_pipeline.ipynb #1f43f145

@@ -14,7 +14,7 @@ from sentence_transformers.base.modules import Transformer
 from transformers.modeling_outputs import SequenceClassifierOutput
 from .core import detect_device, resolve_model
 from .mining import load_embedder
-from .pipeline import read_eval_set
+from .pipeline import read_eval_set, position_limit
 from .evaluation import (rerank_scores, timed_rerank_scores, per_query_metrics, fuse_scores,
                                       shipped_system, RETRIEVER, CROSS_ENCODER, FUSION)
 
@@ -120,14 +120,9 @@ def load_model(folder: str|Path, # a saved model folder
     return model if onnx_file is None else _swap_in_onnx(model, folder, onnx_file)
 
 # %% ../nbs/08_serving.ipynb #32d06299
-_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "data2vec-text", "xmod"} # positions start after padding
-
 def _position_limit(folder: Path) -> int|None:
-    "The longest input the model's position embeddings allow; None when its config does not say."
-    config = json.loads((folder/"config.json").read_text())
-    limit = config.get("max_position_embeddings")
-    if not isinstance(limit, int): return None
-    return limit - (config.get("pad_token_id", 1) + 1 if config.get("model_type") in _OFFSET_POSITIONS else 0)
+    "The longest input the model in `folder` allows; None when its config does not say."
+    return position_limit(json.loads((folder/"config.json").read_text()))
 
 def _capped_max_length(folder: Path, max_length: int|None) -> int|None:
     "`max_length`, lowered (with a warning) to the model's position limit."
