@@ -24,7 +24,7 @@ __all__ = ['JOB_LOSSES', 'LIST_COLUMNS', 'NORMALISATION', 'RETRIEVER_SCORES', 'C
 # %% ../nbs/06_pipeline.ipynb #defe908c
 from .core import (seed_everything, detect_device, detect_precision, resolve_model,
                                 hub_id, ModelNotFound)
-from .data import (DataError, load_source, sample_pairs, to_pairs, split_by_query,
+from .data import (DataError, _rows_error, load_source, sample_pairs, to_pairs, split_by_query,
                                 shape_of)
 from .mining import load_embedder, mine_negatives
 from .losses import LOSS_CATALOGUE
@@ -321,11 +321,6 @@ def rows_from_lists(lists: datasets.Dataset, # `query`, `positive`, `negative`
                                        "labels": [r[2] for r in rows]})
 
 # %% ../nbs/06_pipeline.ipynb #10bd9f37
-def _rows_named(rows) -> str:
-    rows = list(rows)
-    more = ", ..." if len(rows) > 5 else ""
-    return f"{len(rows)} row(s) (0-based: {', '.join(map(str, rows[:5]))}{more})"
-
 def check_relevance_labels(ds: datasets.Dataset, # a loaded source of any reranking shape
                            where: str="data", # the source, for messages
                           ) -> datasets.Dataset: # `ds`, when it fits
@@ -333,9 +328,8 @@ def check_relevance_labels(ds: datasets.Dataset, # a loaded source of any rerank
     if shape_of(ds) != "labelled_pairs": return ds
     labels = np.asarray(ds["label"], dtype=float)
     if len(outside := np.flatnonzero((labels < 0) | (labels > 1))):
-        raise DataError(f"{where}: column 'label' is outside [0, 1] in {_rows_named(outside)}. The "
-                        "job reads labels as relevance (1 relevant, 0 not): rescale them, or give "
-                        "graded candidate lists.")
+        raise _rows_error(where, "label", outside, "is outside [0, 1]", "The job reads labels as "
+                          "relevance (1 relevant, 0 not): rescale them, or give graded candidate lists.")
     if not (labels >= 0.5).any():
         raise DataError(f"{where}: column 'label' marks no row relevant (>= 0.5): nothing to learn "
                         "or to evaluate.")
