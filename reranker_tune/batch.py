@@ -10,8 +10,8 @@ import yaml, nbformat, papermill
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 import reranker_tune
-from .core import detect_device, hub_is_offline
-from .evaluation import RETRIEVER, shipped_system
+from .core import detect_device, hub_is_offline, say, check_run_name
+from .evaluation import RETRIEVER, CROSS_ENCODER, FUSION
 from .pipeline import run_pipeline, JobConfig, ConfigError
 from .training import main as training_main
 
@@ -89,7 +89,7 @@ def _name_configs(entries: list[tuple], # (given name or None, parameters, grid 
     "Name every configuration; names that would collide get the configuration's digest."
     vary = _varying([p for _, p, _ in entries])
     names = [_entry_name(given, p, [k for k in vary if k in point]) if given else run_name(p, vary) for given, p, point in entries]
-    names = [re.sub(r"[^A-Za-z0-9._-]+", "-", n).strip("-.") or "run" for n in names]
+    names = [check_run_name(n) for n in names]
     names = [f"{n}-{_digest(p)}" if names.count(n) > 1 else n for n, (_, p, _) in zip(names, entries)]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates: raise ValueError(f"The sweep lists the same configuration more than once: {duplicates}")
@@ -235,10 +235,6 @@ def _record(folder: Path, **fields) -> dict:
     return record
 
 # %% ../nbs/07_batch.ipynb #1795f927
-def _say(message: str):
-    "Print one progress line of the batch."
-    print(f"[batch] {message}", flush=True)
-
 def _execute(notebook, # from `pipeline_notebook`
              output: Path, # where papermill writes the executed notebook
              run_dir: Path, # the run folder, passed to the notebook as `run_dir`
@@ -308,7 +304,7 @@ def execute_run(name: str, # the run's name, its folder under `runs_dir`
     "Execute the pipeline for one configuration; `runs_dir/name/` changes only once it finished."
     folder = Path(runs_dir)/name
     if not force and is_finished(folder, params):
-        _say(f"skip {name}: finished (metrics.json, same parameters)"); return "skipped"
+        say(f"skip {name}: finished (metrics.json, same parameters)"); return "skipped"
     notebook, start = pipeline_notebook() if notebook is None else notebook, time.time()
     staging = _fresh_folder(_staging(folder))
     _record(staging, name=name, parameters=_plain(params), status="running", device=detect_device(),
@@ -316,16 +312,16 @@ def execute_run(name: str, # the run's name, its folder under `runs_dir`
             started=datetime.datetime.now().isoformat(timespec="seconds"))
     kept = (folder/"metrics.json").is_file() and (folder/"batch.json").is_file()
     why = "--force" if force else "other parameters"
-    _say(f"run {name}" + (f" ({folder} is kept until it finishes: {why})" if kept else ""))
+    say(f"run {name}" + (f" ({folder} is kept until it finishes: {why})" if kept else ""))
     try: _execute(notebook, staging/"pipeline.ipynb", folder, params, log_output)
     except KeyboardInterrupt:
         shutil.rmtree(staging, ignore_errors=True); raise RunInterrupted(name, kept) from None
     except Exception as error:
         failed = _keep_failure(staging, folder, error, round(time.time() - start, 1))
-        _say(f"failed {name} in {time.time() - start:.0f} s: see {failed/'error.txt'}")
+        say(f"failed {name} in {time.time() - start:.0f} s: see {failed/'error.txt'}")
         return "failed"
     _promote(staging, folder, round(time.time() - start, 1))
-    _say(f"finished {name} in {time.time() - start:.0f} s"); return "finished"
+    say(f"finished {name} in {time.time() - start:.0f} s"); return "finished"
 
 # %% ../nbs/07_batch.ipynb #473bc31f
 def _stream_papermill_log():
@@ -354,7 +350,7 @@ def run_sweep(configs: dict[str, dict], # run name -> parameters, from `load_swe
     check_notebook_parameters(notebook, configs); _check_runs_dir(runs_dir)
     offline = offline_aware_environment()
     if log_output: _stream_papermill_log()
-    _say(f"{len(configs)} run(s) into {runs_dir}/ on {detect_device()}, Hub {'offline' if offline else 'online'}, notebook {_notebook_label(notebook)}")
+    say(f"{len(configs)} run(s) into {runs_dir}/ on {detect_device()}, Hub {'offline' if offline else 'online'}, notebook {_notebook_label(notebook)}")
     return {name: execute_run(name, params, runs_dir, notebook, force, log_output) for name, params in configs.items()}
 
 # %% ../nbs/07_batch.ipynb #e697ef02
@@ -362,7 +358,7 @@ def _report(statuses: dict[str, str], # from `run_sweep`
             runs_dir: str|Path) -> int: # the exit status: 1 when any run failed
     "Print the sweep's outcome and name the failed runs."
     counts = {s: sum(v == s for v in statuses.values()) for s in ("finished", "skipped", "failed")}
-    _say(", ".join(f"{n} {s}" for s, n in counts.items()))
+    say(", ".join(f"{n} {s}" for s, n in counts.items()))
     failed = [name for name, s in statuses.items() if s == "failed"]
     if failed:
         print(f"Failed runs: {', '.join(failed)} (each is in {Path(runs_dir)}/<name>.failed/:"
@@ -392,9 +388,11 @@ def _run_parameters(folder: Path) -> dict:
 
 # %% ../nbs/07_batch.ipynb #081793f9
 def _shipped_rows(metrics: dict, path: Path, metric: str) -> tuple[str, dict, dict]:
-    "Shipped system, its test row and the retriever's; an error says what metrics.json lacks."
-    # runs written before metrics.json named the shipped system: the rule the pipeline follows
-    shipped = metrics.get("shipped") or shipped_system((metrics.get("fusion") or {}).get("weight"))
+    "The shipped system the pipeline recorded, its test row and the retriever's."
+    shipped = metrics.get("shipped")
+    if shipped not in (RETRIEVER, CROSS_ENCODER, FUSION):
+        raise ValueError(f"{path}: no shipped system recorded (\"shipped\": {shipped!r}); "
+                         "runs written before the pipeline recorded it must be run again")
     missing = [k for k in {RETRIEVER: 0, shipped: 0} if not isinstance(metrics.get(k), dict)]
     if missing: raise ValueError(f"{path}: missing key(s) {missing}; a run has one row per system")
     if metric not in metrics[RETRIEVER] or metric not in metrics[shipped]:
@@ -403,7 +401,7 @@ def _shipped_rows(metrics: dict, path: Path, metric: str) -> tuple[str, dict, di
     return shipped, metrics[shipped], metrics[RETRIEVER]
 
 def _dev_score(metrics: dict, path: Path, shipped: str) -> tuple[float, float]:
-    "The shipped system's dev NDCG@10 and the number of dev queries; NaN for a run without dev."
+    "The shipped system's dev NDCG@10, as the pipeline recorded it, and the number of dev queries."
     dev = metrics.get("dev")
     if not dev: return np.nan, np.nan
     if not isinstance(dev, dict) or not isinstance(dev.get("ndcg@10"), dict):
@@ -566,8 +564,7 @@ def _configs(args) -> tuple[dict[str, dict], str]:
     base, run_dir = _from_config(args.config) if args.config else ({}, None)
     params = coerce_parameters({**base, **dict(parse_param(p) for p in args.param)}, args.config or "--param")
     name = args.name or (run_dir.name if run_dir else run_name(params, list(params)))
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
-    return {name or "run": params}, args.runs_dir or (str(run_dir.parent) if run_dir else "runs")
+    return {check_run_name(name): params}, args.runs_dir or (str(run_dir.parent) if run_dir else "runs")
 
 # %% ../nbs/07_batch.ipynb #4d2e9f03
 def read_documents(path: str, # a .txt file, a .json list or {id: text}, or "-" for standard input

@@ -4,14 +4,15 @@
 
 # %% ../nbs/00_core.ipynb #2dcf44e0
 from __future__ import annotations
-import os, re, random, datetime
+import os, re, shutil, tempfile, datetime
 from pathlib import Path
-import numpy as np, torch
+import torch, transformers
 import huggingface_hub.constants
 
 # %% auto #0
-__all__ = ['OFFLINE_MODELS', 'HUB_IDS', 'detect_device', 'detect_precision', 'seed_everything', 'hub_is_offline', 'ModelNotFound',
-           'resolve_model', 'hub_id', 'make_run_folder']
+__all__ = ['OFFLINE_MODELS', 'HUB_IDS', 'RUN_NAME', 'detect_device', 'detect_precision', 'seed_everything', 'hub_is_offline',
+           'ModelNotFound', 'resolve_model', 'hub_id', 'check_run_name', 'make_run_folder', 'replace_folder',
+           'staged_folder', 'write_atomically', 'say']
 
 # %% ../nbs/00_core.ipynb #cd3a46d8
 def detect_device() -> str: # "cuda", "mps" or "cpu"
@@ -31,9 +32,8 @@ def detect_precision(device: str|None=None, # a device name; `None` detects it
 # %% ../nbs/00_core.ipynb #ecddbe74
 def seed_everything(seed: int=12, # the one seed for Python, NumPy and torch
                    ) -> int: # the seed, to record in the run's config
-    "Seed every random number generator a run uses."
-    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
-    if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
+    "Seed every random number generator a run uses (transformers' `set_seed`)."
+    transformers.set_seed(seed)
     return seed
 
 # %% ../nbs/00_core.ipynb #18fb0aaa
@@ -79,13 +79,62 @@ def hub_id(name: str|Path, # short name, Hub id, or a folder (e.g. what `resolve
             return HUB_IDS.get(short, short)
     return str(name)
 
+# %% ../nbs/00_core.ipynb #138c1c64
+RUN_NAME = re.compile(r"[A-Za-z0-9._-]+") # the characters a run folder's name is made of
+
+def check_run_name(name, # a name asked for: from a sweep, `--name`, a config's run_dir ...
+                   fallback: str="run", # the name when nothing of `name` is left
+                  ) -> str: # a safe folder name
+    "`name` as a run folder name: other characters become '-', no leading or trailing '-' or '.'."
+    return "-".join(RUN_NAME.findall(str(name))).strip("-.") or fallback
+
 # %% ../nbs/00_core.ipynb #43134cb6
 def make_run_folder(name: str|None=None, # the run's name; `None` uses the current time
                     root: str|Path="runs", # the folder that holds all runs
                    ) -> Path: # the created folder
     "Create (or reuse) `root/name` for one run's outputs."
     name = name or datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", str(name)).strip("-.") or "run"
-    folder = Path(root)/safe
+    folder = Path(root)/check_run_name(name)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+# %% ../nbs/00_core.ipynb #3f2ea761
+def replace_folder(staging: Path, # a finished folder beside `final`
+                   final: Path, # its name from now on
+                  ) -> Path: # `final`
+    "Give `staging` the name `final`; an existing `final` is moved aside first and deleted after."
+    old = final.with_name(f".{final.name}.old-{os.getpid()}") if final.exists() else None
+    if old is not None: shutil.rmtree(old, ignore_errors=True); final.rename(old)
+    staging.rename(final)
+    if old is not None: shutil.rmtree(old, ignore_errors=True)
+    return final
+
+# %% ../nbs/00_core.ipynb #03ddf1ff
+class staged_folder:
+    "`with staged_folder(run_dir) as folder:` write there; it becomes `run_dir` if all went well."
+    def __init__(self, final: str|Path): self.final = Path(final)
+    def __enter__(self) -> Path:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        prefix = f".{self.final.name}.partial-"
+        self.staging = Path(tempfile.mkdtemp(prefix=prefix, dir=self.final.parent))
+        return self.staging
+    def __exit__(self, kind, error, traceback):
+        if kind is None: replace_folder(self.staging, self.final)
+        else: shutil.rmtree(self.staging, ignore_errors=True)
+
+# %% ../nbs/00_core.ipynb #f3c04c3b
+def write_atomically(target: Path, # the file to write
+                     write, # called with a temporary path beside `target`; writes the file there
+                    ) -> Path: # `target`
+    "Call `write(path)` on a temporary path beside `target`, then rename it: never a half-written file."
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".partial-") as tmp:
+        write(Path(tmp)/target.name)
+        os.replace(Path(tmp)/target.name, target)
+    return target
+
+# %% ../nbs/00_core.ipynb #8d42eb75
+def say(message: str, # what happens next, in words
+       ):
+    "Print one progress line of a run, flushed at once."
+    print(f"[reranker_tune] {message}", flush=True)

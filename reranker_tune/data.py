@@ -14,10 +14,11 @@ from sentence_transformers.util.dataset import DEFAULT_LABEL_COLUMNS
 from .core import hub_is_offline
 
 # %% auto #0
-__all__ = ['SHAPES', 'OPTIONAL_COLUMNS', 'ALIASES', 'PAIR_LABEL_ALIASES', 'LOSS_CONTRACTS', 'SAMPLE_CLASSES', 'DataError',
-           'read_source', 'detect_shape', 'class_ids', 'drop_duplicate_rows', 'normalise', 'load_source', 'shape_of',
-           'class_names_of', 'to_pairs', 'positives_by_query', 'LossContract', 'check_dataset_for_loss',
-           'split_by_query', 'sample_pairs', 'sample_pair_tasks', 'length_report']
+__all__ = ['SHAPES', 'OPTIONAL_COLUMNS', 'ALIASES', 'PAIR_LABEL_ALIASES', 'LOSS_CONTRACTS', 'SAMPLE_CLASSES', 'LIST_COLUMNS',
+           'DataError', 'read_source', 'detect_shape', 'class_ids', 'drop_duplicate_rows', 'normalise', 'load_source',
+           'shape_of', 'class_names_of', 'to_pairs', 'positives_by_query', 'LossContract', 'check_dataset_for_loss',
+           'split_by_query', 'sample_pairs', 'sample_pair_tasks', 'length_report', 'as_candidate_lists',
+           'rows_from_lists', 'EvalSample', 'eval_samples_from_lists']
 
 # %% ../nbs/01_data.ipynb #cd36a823
 class DataError(ValueError):
@@ -530,3 +531,83 @@ def length_report(ds: datasets.Dataset, # pairs, labelled pairs, classified or s
     lengths = np.array([len(ids) for ids in tokenizer(list(rows[first]), list(rows[second]), truncation=False)["input_ids"]])
     report = {f"p{p}": int(np.percentile(lengths, p)) for p in (50, 90, 95, 99)}
     return {**report, "max": int(lengths.max()), "max_length": max_length, "truncated_share": float((lengths > max_length).mean())}
+
+# %% ../nbs/01_data.ipynb #65612d29
+LIST_COLUMNS = ["query", "positive", "negative", "positive_grades", "negative_grades"]
+
+def as_candidate_lists(ds: datasets.Dataset, # labelled pairs or candidate lists
+                       threshold: float=0.5, # labelled pairs: the lowest relevant label
+                      ) -> datasets.Dataset: # `query`, `positive`, `negative` (and grades)
+    "Candidate lists, grouping labelled pairs by query (first-seen order); grades are kept."
+    if shape_of(ds) == "candidate_lists":
+        return ds.select_columns([c for c in LIST_COLUMNS if c in ds.column_names])
+    lists = {}
+    for q, d, label in zip(ds["query"], ds["document"], ds["label"]):
+        lists.setdefault(q, ([], []))[0 if label >= threshold else 1].append(d)
+    return datasets.Dataset.from_dict({"query": list(lists),
+                                       "positive": [p for p, _ in lists.values()],
+                                       "negative": [n for _, n in lists.values()]})
+
+# %% ../nbs/01_data.ipynb #27195abd
+def rows_from_lists(lists: datasets.Dataset, # `query`, `positive`, `negative`
+                    listwise: bool=False, # one row per query with `answer` and `labels` lists
+                    max_negatives: int|None=None, # at most this many negatives per query; None: all
+                    seed: int=12, # which negatives are kept
+                   ) -> datasets.Dataset: # `query`, `document`, `label` (or `answer`, `labels`)
+    "Training rows from labelled candidate lists: labelled pairs, or one labelled list per query."
+    rng, rows = random.Random(seed), []
+    for q, pos, neg in zip(lists["query"], lists["positive"], lists["negative"]):
+        keep = max_negatives is None or len(neg) <= max_negatives
+        neg = list(neg) if keep else rng.sample(list(neg), max_negatives)
+        rows.append((q, list(pos) + neg, [1.0]*len(pos) + [0.0]*len(neg)))
+    if listwise:
+        return datasets.Dataset.from_dict({"query": [q for q, _, _ in rows],
+                                           "answer": [d for _, d, _ in rows],
+                                           "labels": [l for _, _, l in rows]})
+    pairs = [(q, d, l) for q, docs, labels in rows for d, l in zip(docs, labels)]
+    return datasets.Dataset.from_dict({"query": [p[0] for p in pairs], "document": [p[1] for p in pairs],
+                                       "label": [p[2] for p in pairs]})
+
+# %% ../nbs/01_data.ipynb #c2b1282c
+from typing import TypedDict, NotRequired
+
+class EvalSample(TypedDict):
+    "One query with its candidates, in their base order (the keys of an eval set's JSON Lines)."
+    query: str # the question
+    positive: list[str] # every relevant text, found among the documents or not
+    documents: list[str] # the candidates, in the base (retriever's) order
+    retriever_scores: NotRequired[list[float]] # the first stage's score of each document
+    gains: NotRequired[list[int]] # graded data: each document's gain (grade - lowest grade)
+
+# %% ../nbs/01_data.ipynb #a2c67800
+def _gains_from_grades(lists: pd.DataFrame, grade_range, where: str) -> list|None:
+    "Per row, the gains of positives then negatives, checked against `grade_range`; None without grades."
+    if "positive_grades" not in lists.columns: return None
+    if grade_range is None:
+        raise DataError(f"{where}: has grades; declare their range, e.g. grade_range=(1, 4).")
+    low, high = grade_range
+    negatives = lists.get("negative_grades", [None]*len(lists))
+    rows = [list(p) + list(n if n is not None else []) for p, n in zip(lists["positive_grades"], negatives)]
+    bad = [i for i, g in enumerate(rows) if any(x is None or x != int(x) or not low <= x <= high for x in g)]
+    if bad:
+        raise DataError(f"{where}: rows {bad[:5]}{' ...' if len(bad) > 5 else ''} ({len(bad)} in all) "
+                        f"have grades outside the declared range {low}..{high} or not whole numbers "
+                        f"(e.g. {rows[bad[0]]}).")
+    return [[int(x) - low for x in g] for g in rows]
+
+# %% ../nbs/01_data.ipynb #d769187e
+def eval_samples_from_lists(lists: pd.DataFrame, # candidate lists, one row per query
+                            grade_range: tuple|None=None, # (lowest, highest) grade; gain = grade - lowest
+                            order: str="random", # "random" (seeded) or "given" (positives first)
+                            seed: int=12, # the random order's seed
+                            where: str="candidate lists", # named in errors
+                           ) -> list[EvalSample]: # one sample per query, every candidate kept
+    "Evaluation samples from labelled candidate lists, in a random or the given order."
+    gains, rng, samples = _gains_from_grades(lists, grade_range, where), np.random.default_rng(seed), []
+    for i, (q, pos, neg) in enumerate(zip(lists["query"], lists["positive"], lists["negative"])):
+        docs = list(pos) + list(neg)
+        perm = rng.permutation(len(docs)) if order == "random" else np.arange(len(docs))
+        sample = EvalSample(query=q, positive=list(pos), documents=[docs[j] for j in perm])
+        if gains is not None: sample["gains"] = [gains[i][j] for j in perm]
+        samples.append(sample)
+    return samples

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_evaluation.ipynb #383a99d6
 from __future__ import annotations
-import time, warnings
+import json, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, datasets, scipy.stats, torch, yaml
 from matplotlib.figure import Figure
@@ -18,15 +18,16 @@ from sentence_transformers.cross_encoder.evaluation import (CrossEncoderClassifi
                                                            CrossEncoderNanoBEIREvaluator)
 from sentence_transformers.cross_encoder.evaluation.nano_beir import DATASET_NAME_TO_HUMAN_READABLE
 from .core import resolve_model, detect_device, hub_is_offline
-from .data import DataError, load_source, positives_by_query, shape_of
+from .data import (DataError, EvalSample, load_source, positives_by_query, shape_of,
+                                eval_samples_from_lists)
 
 # %% auto #0
-__all__ = ['MEASURES', 'RETRIEVER', 'CROSS_ENCODER', 'FUSION', 'NANOBEIR_ID', 'NANOBEIR_SUBSETS', 'found_share', 'build_eval_set',
-           'per_query_metrics', 'with_all_positives', 'eval_set_from_candidate_lists', 'rerank_scores', 'fuse_scores',
-           'choose_fusion_weight', 'shipped_system', 'compare_rerankers', 'RerankingEvaluator', 'bootstrap_ci',
-           'paired_comparison', 'verdict_line', 'count_parameters', 'timed_rerank_scores', 'evaluate_rerankers',
-           'plot_ndcg_vs_size', 'plot_wins_losses', 'save_comparison', 'pair_task_evaluator', 'evaluate_pair_task',
-           'NanoBEIRUnavailable', 'nanobeir_evaluator', 'nanobeir_table']
+__all__ = ['MEASURES', 'HELDOUT_FILE', 'RETRIEVER', 'CROSS_ENCODER', 'FUSION', 'NANOBEIR_ID', 'NANOBEIR_SUBSETS', 'found_share',
+           'build_eval_set', 'per_query_metrics', 'with_all_positives', 'write_eval_set', 'read_eval_set',
+           'eval_set_from_candidate_lists', 'rerank_scores', 'fuse_scores', 'choose_fusion_weight', 'shipped_system',
+           'compare_rerankers', 'RerankingEvaluator', 'bootstrap_ci', 'paired_comparison', 'verdict_line',
+           'timed_rerank_scores', 'comparison_result', 'plot_ndcg_vs_size', 'plot_wins_losses', 'save_comparison',
+           'pair_task_evaluator', 'evaluate_pair_task', 'NanoBEIRUnavailable', 'nanobeir_evaluator', 'nanobeir_table']
 
 # %% ../nbs/05_evaluation.ipynb #cae35737
 def found_share(eval_set: list[dict], # samples with `positive` and `documents`
@@ -47,14 +48,14 @@ def build_eval_set(pairs: datasets.Dataset, # held-out `query`, `answer` rows
                    embedder: SentenceTransformer, # the first-stage retriever
                    top_k: int=30, # documents retrieved (and reranked) per query
                    batch_size: int=64, # embedding batch size
-                  ) -> list[dict]: # {query, positive, documents, retriever_scores} per query
+                  ) -> list[EvalSample]: # one per query, with retriever_scores
     "The retriever's top-k for each held-out query, with that query's positives."
     positives, corpus = positives_by_query(pairs, corpus)
     queries = list(positives)
     encode = dict(batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True)
     hits = semantic_search(embedder.encode(queries, **encode), embedder.encode(corpus, show_progress_bar=True, **encode), top_k=top_k)
-    samples = [{"query": q, "positive": positives[q], "documents": [corpus[h["corpus_id"]] for h in hs],
-                "retriever_scores": [float(h["score"]) for h in hs]} for q, hs in zip(queries, hits)]
+    samples = [EvalSample(query=q, positive=positives[q], documents=[corpus[h["corpus_id"]] for h in hs],
+                          retriever_scores=[float(h["score"]) for h in hs]) for q, hs in zip(queries, hits)]
     return _warn_if_nothing_found(samples)
 
 # %% ../nbs/05_evaluation.ipynb #b4d05a7f
@@ -126,37 +127,42 @@ def with_all_positives(eval_set: list[dict], # realistic samples from `build_eva
         out.append(t)
     return out
 
-# %% ../nbs/05_evaluation.ipynb #615c2eac
-def _grades_of(df: pd.DataFrame, grade_range, source) -> list|None:
-    "Per row, the grades of positives then negatives, checked against `grade_range`; None without grades."
-    if "positive_grades" not in df.columns: return None
-    if grade_range is None: raise DataError(f"{source}: has grades; declare their range, e.g. grade_range=(1, 4).")
-    low, high = grade_range
-    rows = [list(p) + list(n if n is not None else []) for p, n in zip(df["positive_grades"], df.get("negative_grades", [None]*len(df)))]
-    bad = [i for i, g in enumerate(rows) if any(x is None or x != int(x) or not low <= x <= high for x in g)]
-    if bad: raise DataError(f"{source}: rows {bad[:5]}{' ...' if len(bad) > 5 else ''} ({len(bad)} in all) have grades outside "
-                            f"the declared range {low}..{high} or not whole numbers (e.g. {rows[bad[0]]}).")
-    return [[int(x) - low for x in g] for g in rows]
+# %% ../nbs/05_evaluation.ipynb #ae30a336
+HELDOUT_FILE = "heldout.jsonl" # a run folder's held-out eval set, one sample per line
+
+def write_eval_set(samples: list[dict], # eval-set samples (NumPy arrays are written as lists)
+                   path: str|Path, # a .jsonl file
+                  ) -> Path: # `path`
+    "Eval-set samples as JSON Lines, one query per line."
+    plain = lambda v: v.tolist() if isinstance(v, np.ndarray) else v
+    lines = (json.dumps({k: plain(v) for k, v in s.items()}) + "\n" for s in samples)
+    Path(path).write_text("".join(lines))
+    return Path(path)
+
+def read_eval_set(path: str|Path, # a file from `write_eval_set`, or a run folder (its heldout.jsonl)
+                 ) -> list[dict]: # the samples
+    "Eval-set samples written by `write_eval_set`."
+    path = Path(path).expanduser()
+    file = path/HELDOUT_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no such eval-set file; pass the eval set yourself.")
+    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
 
 # %% ../nbs/05_evaluation.ipynb #51a691f2
-def eval_set_from_candidate_lists(source, # a candidate-lists source: path, DataFrame, Dataset, dict of lists ...
+def eval_set_from_candidate_lists(source, # candidate lists: path, DataFrame, Dataset, dict of lists ...
                                   column_mapping: dict|None=None, # {your column: canonical column}
                                   grade_range: tuple|None=None, # (lowest, highest) grade; gain = grade - lowest
-                                  order: str="random", # base order: "random" (seeded) or "given" (positives first)
-                                  embedder: SentenceTransformer|None=None, # if given, the base order is its ranking
+                                  order: str="random", # "random" (seeded) or "given" (positives first)
+                                  embedder: SentenceTransformer|None=None, # if given: its ranking is the order
                                   seed: int=12, # the random order's seed
-                                 ) -> list[dict]: # {query, positive, documents, gains?, retriever_scores?} per query
+                                 ) -> list[EvalSample]: # one sample per query, every candidate kept
     "Evaluation samples from labelled candidate lists, as given: no retrieval, every candidate is reranked."
     ds = load_source(source, column_mapping, extra_columns="drop")
-    df, name = ds.to_pandas(), str(source) if isinstance(source, (str, Path)) else type(source).__name__
-    if "positive" not in df.columns: raise DataError(f"{name}: not candidate lists (columns {list(df.columns)}).")
-    gains, rng, samples = _grades_of(df, grade_range, name), np.random.default_rng(seed), []
-    for i, (q, pos, neg) in enumerate(zip(df["query"], df["positive"], df["negative"])):
-        docs = list(pos) + list(neg)
-        perm = rng.permutation(len(docs)) if order == "random" else np.arange(len(docs))
-        s = {"query": q, "positive": list(pos), "documents": [docs[j] for j in perm]}
-        if gains is not None: s["gains"] = [gains[i][j] for j in perm]
-        samples.append(s)
+    df = ds.to_pandas()
+    name = str(source) if isinstance(source, (str, Path)) else type(source).__name__
+    if "positive" not in df.columns:
+        raise DataError(f"{name}: not candidate lists (columns {list(df.columns)}).")
+    samples = eval_samples_from_lists(df, grade_range, order, seed, where=name)
     return samples if embedder is None else _retriever_order(samples, embedder)
 
 # %% ../nbs/05_evaluation.ipynb #07941a4f
@@ -222,17 +228,20 @@ def compare_rerankers(eval_set: list[dict], # samples from `build_eval_set`
                       rerankers: dict[str, CrossEncoder], # name -> model
                       batch_size: int=64, # pairs per forward pass
                       fusion: dict[str, float]|None=None, # name -> reranker weight, for fused rows
-                      per_query: bool=False, # also return each system's per-query metrics (for paired tests)
-                     ) -> pd.DataFrame|tuple[pd.DataFrame, dict]: # one row per system (and {system: per-query metrics})
-    "Mean NDCG@10, MRR@10 and MAP of the retriever and of each reranker (and fusion) on the same candidates."
+                      per_query: bool=False, # also return each system's per-query metrics
+                     ) -> pd.DataFrame|tuple[pd.DataFrame, dict]: # a row per system (and per-query)
+    "Mean NDCG@10, MRR@10 and MAP of the retriever and each reranker (and fusion), same candidates."
     found = found_share(eval_set)
-    queries = {"retriever": per_query_metrics(eval_set)}
+    queries = {RETRIEVER: per_query_metrics(eval_set)}
     for name, model in rerankers.items():
         scores = rerank_scores(model, eval_set, batch_size)
         queries[name] = per_query_metrics(eval_set, scores)
-        if fusion and name in fusion: queries[f"{name} + retriever"] = per_query_metrics(eval_set, fuse_scores(eval_set, scores, fusion[name]))
+        if fusion and name in fusion:
+            fused = fuse_scores(eval_set, scores, fusion[name])
+            queries[f"{name} + {RETRIEVER}"] = per_query_metrics(eval_set, fused)
     table = pd.DataFrame({name: m.mean() for name, m in queries.items()}).T
-    table.insert(0, "queries", len(eval_set)); table[f"found@{len(eval_set[0]['documents'])}"] = found
+    table.insert(0, "queries", len(eval_set))
+    table[f"found@{len(eval_set[0]['documents'])}"] = found
     return (table, queries) if per_query else table
 
 # %% ../nbs/05_evaluation.ipynb #f92e396a
@@ -295,10 +304,6 @@ def verdict_line(name: str, # the system judged
             f"p={result['p_value']:.3f}; better on {result['wins']}, worse on {result['losses']} queries): {result['verdict']}")
 
 # %% ../nbs/05_evaluation.ipynb #8391fad0
-def count_parameters(model: torch.nn.Module) -> int:
-    "Number of parameters of a model (a `CrossEncoder` or `SentenceTransformer` is a torch module)."
-    return int(sum(p.numel() for p in model.parameters()))
-
 def _as_cross_encoder(model, # a CrossEncoder, a local folder or a Hub id
                       device: str|None=None) -> CrossEncoder:
     "A loaded CrossEncoder (float32), resolving names offline-aware with `resolve_model`."
@@ -320,56 +325,26 @@ def timed_rerank_scores(model: CrossEncoder, # the reranker
     pairs = sum(len(s["documents"]) for s in eval_set)
     return scores, {"ms/query": 1000*float(np.median(took)) if took else float("nan"), "pairs/s": pairs/sum(took) if took else float("nan")}
 
-# %% ../nbs/05_evaluation.ipynb #94a43ec7
-def _all_positive_scores(model, eval_set, full, scores, batch_size) -> list[np.ndarray]:
-    "Scores in the all-positives setting: the realistic scores plus those of the appended positives only."
-    extra = [{"query": s["query"], "documents": f["documents"][len(s["documents"]):]} for s, f in zip(eval_set, full)]
-    return [np.r_[x, e] for x, e in zip(scores, rerank_scores(model, extra, batch_size, False))]
-
-def _system_row(realistic: pd.DataFrame, all_positives: pd.DataFrame, parameters, speed: dict, seed: int) -> dict:
-    "One row of the comparison table from per-query metrics."
-    low, high = bootstrap_ci(realistic["ndcg@10"], seed=seed) if len(realistic) > 1 else (float("nan"),)*2
-    return {"parameters": parameters, "ndcg@10": realistic["ndcg@10"].mean(), "ndcg@10 low": low, "ndcg@10 high": high,
-            "ndcg@10 all-positives": all_positives["ndcg@10"].mean(), "mrr@10": realistic["mrr@10"].mean(),
-            "map": realistic["map"].mean(), **speed}
-
-# %% ../nbs/05_evaluation.ipynb #c71db025
-def evaluate_rerankers(eval_set: list[dict], # realistic samples (retriever order)
-                       rerankers: dict, # name -> CrossEncoder, local folder or Hub id
-                       fine_tuned: str|None=None, # the row judged; None: the last reranker
-                       retriever_parameters: int|None=None, # size of the retriever, for the table
-                       batch_size: int=64, # pairs per forward pass
-                       seed: int=12, # bootstrap and permutation seed
-                      ) -> dict: # table, per_query (NDCG@10 per system), judged, comparisons, verdicts (lines)
-    "The comparison table (size, NDCG@10 with CI, all-positives NDCG@10, MRR@10, MAP, latency) and the verdicts."
-    if not rerankers: raise ValueError("Give at least one reranker: {name: model, folder or Hub id}.")
-    judged = fine_tuned or list(rerankers)[-1]
-    if judged not in rerankers: raise KeyError(f"fine_tuned={judged!r} is not one of the rerankers {list(rerankers)}.")
-    full, table, per_query = with_all_positives(eval_set), {}, {}
-    per_query["retriever"] = per_query_metrics(eval_set)
-    table["retriever"] = _system_row(per_query["retriever"], per_query_metrics(full), retriever_parameters, {"ms/query": 0.0, "pairs/s": float("nan")}, seed)
-    for name, model in rerankers.items():
-        model = _as_cross_encoder(model)
-        scores, speed = timed_rerank_scores(model, eval_set, batch_size)
-        per_query[name] = per_query_metrics(eval_set, scores)
-        table[name] = _system_row(per_query[name], per_query_metrics(full, _all_positive_scores(model, eval_set, full, scores, batch_size)),
-                                  count_parameters(model), speed, seed)
-    table = pd.DataFrame(table).T.astype(float)
-    table["parameters"] = table["parameters"].round().astype("Int64")
-    table.insert(0, "queries", len(eval_set)); table[f"found@{max(len(s['documents']) for s in eval_set)}"] = found_share(eval_set)
-    ndcg = pd.DataFrame({k: v["ndcg@10"] for k, v in per_query.items()})
-    return {"table": table, "per_query": ndcg, **_judge(ndcg, table, judged, seed)}
-
-# %% ../nbs/05_evaluation.ipynb #0450399a
-def _judge(ndcg: pd.DataFrame, table: pd.DataFrame, judged: str, seed: int) -> dict:
-    "Paired comparisons of `judged` with the retriever and the best other reranker, and their verdict lines."
-    others = [c for c in ndcg.columns if c not in ("retriever", judged)]
-    against = ["retriever"] + ([table.loc[others, "ndcg@10"].astype(float).idxmax()] if others else [])
-    comparisons = {o: paired_comparison(ndcg[judged], ndcg[o], seed=seed) for o in against}
-    return {"judged": judged, "comparisons": comparisons, "verdicts": [verdict_line(judged, o, r) for o, r in comparisons.items()]}
+# %% ../nbs/05_evaluation.ipynb #84cf721a
+def comparison_result(table: pd.DataFrame, # from `compare_rerankers`
+                      per_query: dict[str, pd.DataFrame], # {system: per-query metrics}
+                      sizes: dict[str, int|None], # {system: parameters}
+                      judged: str, # the system the verdicts are about
+                      verdicts: list[str], # lines shown under the table
+                      seed: int=12, # bootstrap seed
+                     ) -> dict: # table, per_query (NDCG@10), judged, verdicts: what `save_comparison` takes
+    "The comparison table with a size and a 95% CI of NDCG@10 per system."
+    table = table.copy()
+    ci = {name: bootstrap_ci(m["ndcg@10"], seed=seed) for name, m in per_query.items()}
+    table.insert(1, "parameters", pd.array([sizes.get(name) for name in table.index], dtype="Int64"))
+    at = list(table.columns).index("ndcg@10") + 1
+    table.insert(at, "ndcg@10 low", [ci[n][0] for n in table.index])
+    table.insert(at + 1, "ndcg@10 high", [ci[n][1] for n in table.index])
+    ndcg = pd.DataFrame({name: m["ndcg@10"] for name, m in per_query.items()})
+    return {"table": table, "per_query": ndcg, "judged": judged, "verdicts": verdicts}
 
 # %% ../nbs/05_evaluation.ipynb #33813f7d
-def plot_ndcg_vs_size(table: pd.DataFrame, # from `evaluate_rerankers`
+def plot_ndcg_vs_size(table: pd.DataFrame, # from `comparison_result`
                      ) -> Figure:
     "NDCG@10 (with its 95% CI) against parameter count; the retriever as a dashed line when its size is unknown."
     fig = Figure(figsize=(6, 3.8)); ax = fig.subplots()
@@ -386,7 +361,7 @@ def plot_ndcg_vs_size(table: pd.DataFrame, # from `evaluate_rerankers`
     return fig
 
 # %% ../nbs/05_evaluation.ipynb #8631a256
-def plot_wins_losses(per_query: pd.DataFrame, # NDCG@10 per query and system, from `evaluate_rerankers`
+def plot_wins_losses(per_query: pd.DataFrame, # NDCG@10 per query and system, from `comparison_result`
                      system: str, # the system judged
                      baseline: str="retriever", # the system it is compared with
                     ) -> Figure:
@@ -400,7 +375,7 @@ def plot_wins_losses(per_query: pd.DataFrame, # NDCG@10 per query and system, fr
     return fig
 
 # %% ../nbs/05_evaluation.ipynb #e909414f
-def save_comparison(result: dict, # from `evaluate_rerankers`
+def save_comparison(result: dict, # from `comparison_result`
                     folder: str|Path, # a run folder
                    ) -> list[Path]: # the files written
     "Write comparison.csv / .md (table and verdicts) and plots/ndcg_vs_size.png, plots/wins_losses.png."
@@ -421,7 +396,7 @@ def pair_task_evaluator(ds: datasets.Dataset, # classified or scored pairs from 
     "sentence-transformers' evaluator for the task of `ds`: classes for classified pairs, correlation for scored pairs."
     shape = shape_of(ds)
     if shape not in ("classified_pairs", "scored_pairs"):
-        raise DataError(f"dataset: {shape} rows are reranking data; evaluate them with RerankingEvaluator or evaluate_rerankers.")
+        raise DataError(f"dataset: {shape} rows are reranking data; evaluate them with RerankingEvaluator or compare_rerankers.")
     pairs, common = list(zip(ds["sentence1"], ds["sentence2"])), dict(name=name, batch_size=batch_size, show_progress_bar=False, write_csv=False)
     if shape == "scored_pairs": return CrossEncoderCorrelationEvaluator(pairs, list(ds["score"]), **common)
     evaluator = CrossEncoderClassificationEvaluator(pairs, list(ds["label"]), **common)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_pipeline.ipynb #652fb7da
 from __future__ import annotations
-import dataclasses, json, math, os, platform, random, re, shutil, tempfile, time
+import dataclasses, json, math, platform, random, re, shutil, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd, yaml, torch, datasets
@@ -13,28 +13,28 @@ from matplotlib.figure import Figure
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['JOB_LOSSES', 'LIST_COLUMNS', 'NORMALISATION', 'RETRIEVER_SCORES', 'ConfigError', 'JobConfig', 'whole_number',
-           'number_in', 'query_share', 'position_limit', 'model_positions', 'job_config', 'limit_queries',
-           'as_candidate_lists', 'rows_from_lists', 'check_relevance_labels', 'refuse_shared_queries', 'load_job_data',
-           'choose_epochs', 'ShippingDecision', 'decide_on_dev', 'verdict', 'replace_folder', 'staged_folder',
-           'shipped_rule', 'write_eval_set', 'read_eval_set', 'plot_fusion_curve', 'comparison_result',
-           'per_query_table', 'run_readme', 'training_rows', 'grade_range_of', 'job_eval_set', 'resolved_settings',
-           'train_cross_encoder', 'choose_on_dev', 'compare_on_held_out', 'judge', 'write_run', 'run_pipeline']
+__all__ = ['JOB_LOSSES', 'NORMALISATION', 'RETRIEVER_SCORES', 'ConfigError', 'JobConfig', 'whole_number', 'number_in',
+           'query_share', 'position_limit', 'model_positions', 'job_config', 'limit_queries', 'check_relevance_labels',
+           'refuse_shared_queries', 'load_job_data', 'choose_epochs', 'ShippingDecision', 'decide_on_dev', 'verdict',
+           'shipped_rule', 'plot_fusion_curve', 'per_query_table', 'run_readme', 'training_rows', 'grade_range_of',
+           'job_eval_set', 'resolved_settings', 'train_cross_encoder', 'choose_on_dev', 'compare_on_held_out', 'judge',
+           'write_run', 'run_pipeline']
 
 # %% ../nbs/06_pipeline.ipynb #defe908c
 from .core import (seed_everything, detect_device, detect_precision, resolve_model,
-                                hub_id, ModelNotFound)
+                                hub_id, ModelNotFound, staged_folder, say)
 from .data import (DataError, _rows_error, load_source, sample_pairs, to_pairs, split_by_query,
-                                shape_of)
+                                shape_of, as_candidate_lists, rows_from_lists)
 from .mining import load_embedder, mine_negatives
 from .losses import LOSS_CATALOGUE
-from .training import (load_reranker, fine_tune, labelled_pairs_from_lists,
+from .training import (load_reranker, fine_tune,
                                     dev_evaluation_steps, write_model_card)
 from .evaluation import (RETRIEVER, CROSS_ENCODER, FUSION, shipped_system,
                                       build_eval_set, eval_set_from_candidate_lists,
                                       compare_rerankers, rerank_scores, choose_fusion_weight,
                                       paired_comparison, verdict_line, RerankingEvaluator,
-                                      bootstrap_ci, count_parameters, save_comparison)
+                                      comparison_result, save_comparison,
+                                      write_eval_set, HELDOUT_FILE)
 
 # %% ../nbs/06_pipeline.ipynb #3f12ed2f
 class ConfigError(ValueError): "A job parameter of the wrong type or outside its allowed values."
@@ -285,41 +285,6 @@ def limit_queries(ds: datasets.Dataset, # rows with a `query` column
     kept = set(random.Random(seed).sample(queries, max_queries))
     return ds.select([i for i, q in enumerate(ds["query"]) if q in kept])
 
-# %% ../nbs/06_pipeline.ipynb #277a192f
-LIST_COLUMNS = ["query", "positive", "negative", "positive_grades", "negative_grades"]
-
-def as_candidate_lists(ds: datasets.Dataset, # labelled pairs or candidate lists
-                       threshold: float=0.5, # labelled pairs: the lowest relevant label
-                      ) -> datasets.Dataset: # `query`, `positive`, `negative` (and grades)
-    "Candidate lists, grouping labelled pairs by query (first-seen order); grades are kept."
-    if shape_of(ds) == "candidate_lists":
-        return ds.select_columns([c for c in LIST_COLUMNS if c in ds.column_names])
-    lists = {}
-    for q, d, label in zip(ds["query"], ds["document"], ds["label"]):
-        lists.setdefault(q, ([], []))[0 if label >= threshold else 1].append(d)
-    return datasets.Dataset.from_dict({"query": list(lists),
-                                       "positive": [p for p, _ in lists.values()],
-                                       "negative": [n for _, n in lists.values()]})
-
-# %% ../nbs/06_pipeline.ipynb #ad360991
-def rows_from_lists(lists: datasets.Dataset, # `query`, `positive`, `negative`
-                    listwise: bool=False, # one row per query with `answer` and `labels` lists
-                    max_negatives: int|None=None, # at most this many negatives per query; None: all
-                    seed: int=12, # which negatives are kept
-                   ) -> datasets.Dataset: # `query`, `document`, `label` (or `answer`, `labels`)
-    "Training rows from labelled candidate lists: labelled pairs, or one labelled list per query."
-    lists = lists.select_columns(["query", "positive", "negative"])
-    if not listwise:
-        return labelled_pairs_from_lists(lists, negatives_per_query=max_negatives, seed=seed)
-    rng, rows = random.Random(seed), []
-    for q, pos, neg in zip(lists["query"], lists["positive"], lists["negative"]):
-        keep = max_negatives is None or len(neg) <= max_negatives
-        neg = list(neg) if keep else rng.sample(list(neg), max_negatives)
-        rows.append((q, list(pos) + neg, [1.0]*len(pos) + [0.0]*len(neg)))
-    return datasets.Dataset.from_dict({"query": [r[0] for r in rows],
-                                       "answer": [r[1] for r in rows],
-                                       "labels": [r[2] for r in rows]})
-
 # %% ../nbs/06_pipeline.ipynb #10bd9f37
 def check_relevance_labels(ds: datasets.Dataset, # a loaded source of any reranking shape
                            where: str="data", # the source, for messages
@@ -424,10 +389,8 @@ def decide_on_dev(weight: float|None, # from `choose_fusion_weight`; None: no de
     return ShippingDecision(float(weight), shipped, reason)
 
 # %% ../nbs/06_pipeline.ipynb #6b521fc9
-def verdict(table: pd.DataFrame, # the held-out comparison, one row per system
-            decision: ShippingDecision, # what the run ships
-           ) -> str: # one line
-    "One line: how the shipped system does against the retriever on NDCG@10, on held-out queries."
+def _held_out_line(table: pd.DataFrame, decision: ShippingDecision) -> str:
+    "How the shipped system does against the retriever on NDCG@10, on held-out queries."
     base, alone = table.loc[RETRIEVER, "ndcg@10"], table.loc[CROSS_ENCODER, "ndcg@10"]
     n = int(table.loc[RETRIEVER, "queries"])
     if decision.shipped == RETRIEVER:
@@ -441,28 +404,15 @@ def verdict(table: pd.DataFrame, # the held-out comparison, one row per system
             f"queries: NDCG@10 {ours:.3f} vs {base:.3f} ({ours - base:+.3f}).")
     return line + (f" The cross-encoder alone: {alone:.3f}." if decision.shipped == FUSION else "")
 
-# %% ../nbs/06_pipeline.ipynb #17d452bb
-def replace_folder(staging: Path, # a finished folder beside `final`
-                   final: Path, # its name from now on
-                  ) -> Path: # `final`
-    "Give `staging` the name `final`; an existing `final` is moved aside first and deleted after."
-    old = final.with_name(f".{final.name}.old-{os.getpid()}") if final.exists() else None
-    if old is not None: shutil.rmtree(old, ignore_errors=True); final.rename(old)
-    staging.rename(final)
-    if old is not None: shutil.rmtree(old, ignore_errors=True)
-    return final
-
-class staged_folder:
-    "`with staged_folder(run_dir) as folder:` write there; it becomes `run_dir` if all went well."
-    def __init__(self, final: str|Path): self.final = Path(final)
-    def __enter__(self) -> Path:
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        prefix = f".{self.final.name}.partial-"
-        self.staging = Path(tempfile.mkdtemp(prefix=prefix, dir=self.final.parent))
-        return self.staging
-    def __exit__(self, kind, error, traceback):
-        if kind is None: replace_folder(self.staging, self.final)
-        else: shutil.rmtree(self.staging, ignore_errors=True)
+def verdict(table: pd.DataFrame, # the held-out comparison, one row per system
+            decision: ShippingDecision, # what the run ships
+            paired: dict|None=None, # `paired_comparison` of the shipped system and the retriever
+           ) -> list[str]: # the verdict's lines
+    "The run's verdict: the choice on dev, the held-out result, and whether it is more than noise."
+    lines = [decision.reason, _held_out_line(table, decision)]
+    if paired is not None and decision.shipped != RETRIEVER:
+        lines.append(verdict_line(decision.shipped, RETRIEVER, paired) + ".")
+    return lines
 
 # %% ../nbs/06_pipeline.ipynb #ebc9ae97
 NORMALISATION = ("z-score per query: (x - mean) / std over one query's candidates (population "
@@ -482,18 +432,6 @@ def shipped_rule(decision: ShippingDecision, curve: pd.Series|None, config: JobC
             "top_k": config.top_k if shape == "pairs" else None,
             "dev_ndcg@10_by_weight": by_weight, "reason": decision.reason}
 
-# %% ../nbs/06_pipeline.ipynb #5f72e268
-def write_eval_set(samples: list[dict], path: str|Path) -> Path:
-    "Eval-set samples as JSON Lines, one query per line."
-    plain = lambda v: v.tolist() if isinstance(v, np.ndarray) else v
-    lines = (json.dumps({k: plain(v) for k, v in s.items()}) + "\n" for s in samples)
-    Path(path).write_text("".join(lines))
-    return Path(path)
-
-def read_eval_set(path: str|Path) -> list[dict]:
-    "Eval-set samples written by `write_eval_set`."
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
 # %% ../nbs/06_pipeline.ipynb #ac906e65
 def plot_fusion_curve(curve: pd.Series, # dev NDCG@10 by fusion weight
                       decision: ShippingDecision, # the weight chosen
@@ -510,22 +448,6 @@ def plot_fusion_curve(curve: pd.Series, # dev NDCG@10 by fusion weight
     return fig
 
 # %% ../nbs/06_pipeline.ipynb #94caba04
-def comparison_result(table: pd.DataFrame, # from `compare_rerankers`
-                      per_query: dict[str, pd.DataFrame], # {system: per-query metrics}
-                      sizes: dict[str, int], # {system: parameters}
-                      decision: ShippingDecision, verdicts: list[str], seed: int=12,
-                     ) -> dict: # what `save_comparison` takes
-    "The held-out comparison with a 95% CI and a size per system."
-    table = table.copy()
-    ci = {name: bootstrap_ci(m["ndcg@10"], seed=seed) for name, m in per_query.items()}
-    table.insert(1, "parameters", pd.array([sizes[name] for name in table.index], dtype="Int64"))
-    at = list(table.columns).index("ndcg@10") + 1
-    table.insert(at, "ndcg@10 low", [ci[n][0] for n in table.index])
-    table.insert(at + 1, "ndcg@10 high", [ci[n][1] for n in table.index])
-    judged = decision.shipped if decision.shipped != RETRIEVER else CROSS_ENCODER
-    ndcg = pd.DataFrame({name: m["ndcg@10"] for name, m in per_query.items()})
-    return {"table": table, "per_query": ndcg, "judged": judged, "verdicts": verdicts}
-
 def per_query_table(eval_set: list[dict], per_query: dict[str, pd.DataFrame]) -> pd.DataFrame:
     "Every system's metrics per held-out query, one row per query."
     flat = {f"{name} {metric}": m[metric].to_numpy()
@@ -593,10 +515,6 @@ def _versions() -> dict:
             "transformers": transformers.__version__, "datasets": datasets.__version__,
             "sentence_transformers": sentence_transformers.__version__}
 
-def _step(message: str):
-    "Print one progress line of the job."
-    print(f"[reranker_tune] {message}", flush=True)
-
 def resolved_settings(config: JobConfig, job: dict) -> dict:
     "What the job resolved from the parameters and the machine: config.yaml's `resolved` section."
     device = config.device or detect_device()
@@ -616,9 +534,9 @@ def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, r
     steps = math.ceil(epochs*math.ceil(len(train)/config.batch_size))
     checks = len(dev_evaluation_steps(steps, 0.2))
     on_dev = f"{checks} dev evaluations, early stopping on NDCG@10, " if dev_set else ""
-    _step(f"Training a cross-encoder from {config.base_model} with {config.loss} on {len(train)} "
-          f"rows (up to {epochs:g} epochs, {steps} steps, {on_dev}{resolved['precision']}, "
-          f"{resolved['device']})")
+    say(f"Training a cross-encoder from {config.base_model} with {config.loss} on {len(train)} "
+        f"rows (up to {epochs:g} epochs, {steps} steps, {on_dev}{resolved['precision']}, "
+        f"{resolved['device']})")
     model = load_reranker(config.base_model, max_length=config.max_length, loss=config.loss,
                           device=resolved["device"])
     fine_tune(model, train, config.loss, folder/"training", patience=config.patience,
@@ -638,7 +556,7 @@ def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, r
 def choose_on_dev(model, dev_set: list[dict]|None) -> tuple[ShippingDecision, pd.Series|None]:
     "The shipping decision from the dev fusion curve (no dev: the cross-encoder, unjudged)."
     if not dev_set: return decide_on_dev(None), None
-    _step("Choosing on the dev queries: retriever, cross-encoder or their fusion")
+    say("Choosing on the dev queries: retriever, cross-encoder or their fusion")
     weight, curve = choose_fusion_weight(dev_set, rerank_scores(model, dev_set))
     return decide_on_dev(weight, curve), curve
 
@@ -663,23 +581,23 @@ def _plain_row(row: pd.Series) -> dict:
 def judge(model, retriever, job: dict, config: JobConfig, resolved: dict, dev_set) -> dict:
     "Choose on dev, then compare on held-out queries: the decision, the table and the verdict."
     decision, curve = choose_on_dev(model, dev_set)
-    _step(decision.reason)
+    say(decision.reason)
     top_k = f"the retriever's top {config.top_k}"
     what = top_k if job["shape"] == "pairs" else "the candidate list"
-    _step(f"Reranking {what} for each held-out query")
+    say(f"Reranking {what} for each held-out query")
     eval_set = job_eval_set(job, "test", retriever, config.top_k, resolved["grade_range"])
     table, per_query = compare_on_held_out(model, eval_set, decision)
     ndcg = lambda system: per_query[system]["ndcg@10"]
     paired = paired_comparison(ndcg(decision.shipped), ndcg(RETRIEVER), seed=config.seed)
-    lines = [decision.reason, verdict(table, decision)]
-    if decision.shipped != RETRIEVER:
-        lines.append(verdict_line(decision.shipped, RETRIEVER, paired) + ".")
-    sizes = {RETRIEVER: count_parameters(retriever), CROSS_ENCODER: count_parameters(model)}
+    lines = verdict(table, decision, paired)
+    sizes = {RETRIEVER: retriever.transformers_model.num_parameters(),
+             CROSS_ENCODER: model.transformers_model.num_parameters()}
     sizes[FUSION] = sum(sizes.values())
+    judged = decision.shipped if decision.shipped != RETRIEVER else CROSS_ENCODER
+    result = comparison_result(table, per_query, sizes, judged, lines[1:], config.seed)
     return {"decision": decision, "curve": curve, "dev": _dev_scores(curve, decision, dev_set),
             "eval_set": eval_set, "per_query": per_query, "paired": paired,
-            "summary": "\n".join(lines),
-            "result": comparison_result(table, per_query, sizes, decision, lines[1:], config.seed)}
+            "summary": "\n".join(lines), "result": result}
 
 # %% ../nbs/06_pipeline.ipynb #795c9b54
 def write_run(folder: Path, config: JobConfig, resolved: dict, judged: dict, facts: dict,
@@ -696,7 +614,7 @@ def write_run(folder: Path, config: JobConfig, resolved: dict, judged: dict, fac
                           "dev_ndcg@10_by_weight": rule["dev_ndcg@10_by_weight"]}, **rows}
     (folder/"metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (folder/"shipped.json").write_text(json.dumps(rule, indent=2) + "\n")
-    write_eval_set(judged["eval_set"], folder/"heldout.jsonl")
+    write_eval_set(judged["eval_set"], folder/HELDOUT_FILE)
     per_query_table(judged["eval_set"], judged["per_query"]).to_csv(folder/"per_query.csv")
     save_comparison(result, folder)
     if curve is not None:
@@ -714,15 +632,15 @@ def run_pipeline(config: JobConfig|dict|str|Path|None=None, # a JobConfig, a map
     config, start = job_config(config, **overrides), time.time()
     seed_everything(config.seed)
     source = "the bundled sample" if config.source is None else config.as_record()["source"]
-    _step(f"Loading data from {source}")
+    say(f"Loading data from {source}")
     job = load_job_data(config)
     resolved = resolved_settings(config, job)
     count = lambda part: len(set(job[part]["query"])) if job[part] is not None else 0
-    _step(f"{count('train')} training, {count('dev')} dev and {count('test')} held-out queries "
-          f"({job['shape'].replace('_', ' ')})")
+    say(f"{count('train')} training, {count('dev')} dev and {count('test')} held-out queries "
+        f"({job['shape'].replace('_', ' ')})")
     with staged_folder(config.run_dir) as folder:
         outcome = _run_in(folder, config, job, resolved, start)
-    _step(f"{outcome['verdict']}\nTook {time.time() - start:.0f} s; results in {config.run_dir}/")
+    say(f"{outcome['verdict']}\nTook {time.time() - start:.0f} s; results in {config.run_dir}/")
     return {**outcome, "run_dir": Path(config.run_dir)}
 
 # %% ../nbs/06_pipeline.ipynb #f91b8a49

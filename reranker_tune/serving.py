@@ -12,18 +12,18 @@ import numpy as np, pandas as pd, scipy.stats, torch
 from sentence_transformers import CrossEncoder, SentenceTransformer
 from sentence_transformers.base.modules import Transformer
 from transformers.modeling_outputs import SequenceClassifierOutput
-from .core import detect_device, resolve_model
+from .core import detect_device, resolve_model, write_atomically
 from .mining import load_embedder
-from .pipeline import read_eval_set, position_limit
+from .pipeline import position_limit
 from .evaluation import (rerank_scores, timed_rerank_scores, per_query_metrics, fuse_scores,
-                                      shipped_system, RETRIEVER, CROSS_ENCODER, FUSION)
+                                      shipped_system, RETRIEVER, CROSS_ENCODER, FUSION,
+                                      read_eval_set, HELDOUT_FILE)
 
 # %% auto #0
-__all__ = ['SHIPPED_FILE', 'HELDOUT_FILE', 'ONNX_FILE', 'QUANTIZATION_CONFIGS', 'FP32_TOLERANCE', 'INT8_TOLERANCE',
-           'ModelFolderError', 'load_shipped_rule', 'check_model_folder', 'load_model', 'cached_model', 'Ranked',
-           'Reranker', 'rerank', 'read_heldout', 'served_metrics', 'OnnxNotInstalled', 'require_onnx',
-           'OnnxSequenceClassifier', 'quantize_onnx', 'export_onnx', 'ParityError', 'score_agreement', 'onnx_parity',
-           'compare_backends']
+__all__ = ['SHIPPED_FILE', 'ONNX_FILE', 'QUANTIZATION_CONFIGS', 'FP32_TOLERANCE', 'INT8_TOLERANCE', 'ModelFolderError',
+           'load_shipped_rule', 'check_model_folder', 'load_model', 'cached_model', 'Ranked', 'Reranker', 'rerank',
+           'served_metrics', 'OnnxNotInstalled', 'require_onnx', 'OnnxSequenceClassifier', 'quantize_onnx',
+           'export_onnx', 'ParityError', 'score_agreement', 'onnx_parity', 'compare_backends']
 
 # %% ../nbs/08_serving.ipynb #fd2f03e2
 class ModelFolderError(ValueError):
@@ -317,15 +317,6 @@ def rerank(query: str, # the user's question
     return Reranker(source, device, onnx_file, batch_size).rerank(query, documents, top_k, first_stage_scores)
 
 # %% ../nbs/08_serving.ipynb #a485c6fe
-HELDOUT_FILE = "heldout.jsonl" # a run's held-out eval set, one sample per line
-
-def read_heldout(run_dir: str|Path, # a finished run folder
-                ) -> list[dict]: # its held-out samples: query, positive, documents (retriever order), retriever_scores
-    "The run's held-out eval set, as stored in its heldout.jsonl."
-    file = Path(run_dir).expanduser()/HELDOUT_FILE
-    if not file.is_file(): raise ModelFolderError(f"{file}: no such file; pass the eval set yourself (eval_set=...).")
-    return read_eval_set(file) # the format the job wrote it in
-
 def _rank_numbers(hits: list[Ranked], n: int) -> np.ndarray:
     "Scores that give back the served order: n for the first document served, 1 for the last."
     x = np.zeros(n)
@@ -341,7 +332,7 @@ def served_metrics(run_dir: str|Path, # a finished run folder
     if first_stage not in ("stored", "recompute"):
         raise ValueError(f"first_stage must be 'stored' or 'recompute', got {first_stage!r}.")
     reranker = Reranker(run_dir)
-    samples = read_heldout(run_dir) if eval_set is None else list(eval_set)
+    samples = read_eval_set(run_dir) if eval_set is None else list(eval_set)
     scores = []
     for i, s in enumerate(samples):
         stored = s.get("retriever_scores") if first_stage == "stored" else None
@@ -439,14 +430,6 @@ def _older_than_weights(path: Path, folder: Path) -> bool:
     return not path.exists() or path.stat().st_mtime_ns < max(w.stat().st_mtime_ns for w in folder.glob("*.safetensors"))
 
 # %% ../nbs/08_serving.ipynb #0ed1ab83
-def _write_atomically(target: Path, write):
-    "Call `write(path)` on a temporary path beside `target`, then rename it to `target`: never a half-written file."
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".partial-") as tmp:
-        write(Path(tmp)/target.name)
-        os.replace(Path(tmp)/target.name, target)
-    return target
-
 def quantize_onnx(model_folder: str|Path, # a model folder with an exported onnx/model.onnx, or its run folder
                   config: str="avx512_vnni", # a key of `QUANTIZATION_CONFIGS`: the CPU the model will run on
                   overwrite: bool=False, # quantise again even when an up-to-date file exists
@@ -466,7 +449,7 @@ def quantize_onnx(model_folder: str|Path, # a model folder with an exported onnx
             with _quiet():
                 quantize_dynamic(source, path, op_types_to_quantize=list(IntegerOpsRegistry), per_channel=True, reduce_range=False,
                                  weight_type=getattr(QuantType, weights), extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
-        _write_atomically(target, write)
+        write_atomically(target, write)
     return target
 
 # %% ../nbs/08_serving.ipynb #d528321e
@@ -492,7 +475,7 @@ def export_onnx(model_folder: str|Path, # a saved model folder (e.g. runs/demo/m
             with _quiet(), torch.no_grad():
                 torch.onnx.export(_Logits(hf, names).eval(), tuple(features[n] for n in names), str(path), input_names=names,
                                   output_names=["logits"], dynamic_axes=axes, opset_version=opset, dynamo=False)
-        _write_atomically(target, write)
+        write_atomically(target, write)
         if check: _check_export(folder, target)
     out = {"fp32": target}
     if quantize: out["int8"] = quantize_onnx(folder, "avx512_vnni" if quantize is True else quantize, overwrite=overwrite)

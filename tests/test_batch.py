@@ -5,6 +5,7 @@ import pandas as pd
 import pytest, yaml
 from reranker_tune import batch
 from reranker_tune.batch import main, expand_sweep, load_sweep, offline_aware_environment
+from reranker_tune.evaluation import RETRIEVER, CROSS_ENCODER, FUSION
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -218,7 +219,7 @@ def test_a_run_folder_changes_only_when_a_run_finishes(tmp_path, monkeypatch, mo
 
 def _finished_run(folder: Path, params: dict) -> dict:
     folder.mkdir(parents=True)
-    (folder/"metrics.json").write_text('{"retriever": {}}')
+    (folder/"metrics.json").write_text(json.dumps({RETRIEVER: {}}))
     (folder/"batch.json").write_text(json.dumps({"parameters": params, "status": "finished"}))
     return _files(folder)
 
@@ -239,16 +240,16 @@ def test_ctrl_c_during_a_run_prints_one_line_and_leaves_nothing_running(tmp_path
 # ---- the leaderboard over hand-made run folders ----
 
 def _run_folder(runs_dir: Path, name: str, test: float, dev: float|None, config: dict,
-                shipped: str="fine-tuned + retriever", retriever: float=0.70) -> Path:
+                shipped: str=FUSION, retriever: float=0.70) -> Path:
     "A run folder as the pipeline writes it (the keys of issue 10's contract), with made-up numbers."
     folder = runs_dir/name; folder.mkdir(parents=True)
-    rows = {"retriever": {"queries": 20, "ndcg@10": retriever, "mrr@10": retriever - 0.05},
-            "fine-tuned": {"queries": 20, "ndcg@10": test - 0.01, "mrr@10": test - 0.06},
-            "fine-tuned + retriever": {"queries": 20, "ndcg@10": test, "mrr@10": test - 0.05}}
+    rows = {RETRIEVER: {"queries": 20, "ndcg@10": retriever, "mrr@10": retriever - 0.05},
+            CROSS_ENCODER: {"queries": 20, "ndcg@10": test - 0.01, "mrr@10": test - 0.06},
+            FUSION: {"queries": 20, "ndcg@10": test, "mrr@10": test - 0.05}}
     gain = test - retriever
     paired = {"difference": gain, "low": gain - 0.03, "high": gain + 0.03, "p_value": 0.04, "wins": 8, "losses": 3,
               "verdict": "win"}
-    dev_rows = None if dev is None else {"queries": 9, "ndcg@10": {"retriever": 0.6, "fine-tuned": 0.61, shipped: dev}}
+    dev_rows = None if dev is None else {"queries": 9, "ndcg@10": {RETRIEVER: 0.6, CROSS_ENCODER: 0.61, shipped: dev}}
     metrics = {**rows, "shipped": shipped, "fusion": {"weight": 0.4}, "seconds": {"total": 120.0},
                "shipped_vs_retriever": paired, "dev": dev_rows}
     (folder/"metrics.json").write_text(json.dumps(metrics))
@@ -279,24 +280,22 @@ def test_leaderboard_ranks_by_dev_and_shows_test_beside_it(tmp_path, capsys):
     assert by_mrr.loc[0, "test mrr@10"] == pytest.approx(0.75) and by_mrr["gain low"].isna().all()
     assert "best-dev" in capsys.readouterr().out.splitlines()[2]
 
-def test_leaderboard_reads_runs_written_before_the_shipped_key(tmp_path):
-    runs_dir = tmp_path/"runs"
-    for name, weight in [("w0", 0.0), ("w04", 0.4), ("w1", 1.0), ("nodev", None)]:
-        folder = _run_folder(runs_dir, name, test=0.8, dev=None, config={"epochs": 1})
-        metrics = json.loads((folder/"metrics.json").read_text())
-        del metrics["shipped"], metrics["dev"]
-        metrics["fusion"] = {"weight": weight} if weight is not None else {}
-        (folder/"metrics.json").write_text(json.dumps(metrics))
-    shipped = batch.leaderboard(runs_dir)["shipped"].to_dict()
-    assert shipped == {"nodev": "fine-tuned", "w0": "retriever", "w04": "fine-tuned + retriever", "w1": "fine-tuned"}
+def test_leaderboard_refuses_a_run_without_the_recorded_shipped_system(tmp_path, capsys):
+    folder = _run_folder(tmp_path/"runs", "old", test=0.8, dev=None, config={"epochs": 1})
+    metrics = json.loads((folder/"metrics.json").read_text())
+    del metrics["shipped"], metrics["dev"] # written before the pipeline recorded them: not re-derived
+    (folder/"metrics.json").write_text(json.dumps(metrics))
+    assert main(["leaderboard", str(tmp_path/"runs")]) == 2
+    assert "no shipped system recorded" in capsys.readouterr().err
 
-ROWS = '"retriever": {"ndcg@10": 0.7}, "fine-tuned": {"ndcg@10": 0.8}'
+ROWS = json.dumps({RETRIEVER: {"ndcg@10": 0.7}, CROSS_ENCODER: {"ndcg@10": 0.8}})[1:-1]
+SHIPS_IT = json.dumps({"shipped": CROSS_ENCODER})[:-1] + ", "
 
 @pytest.mark.parametrize("content, message", [
-    ('{"retriever": {"ndcg@10": 0.7', "metrics.json: not valid JSON ("),
-    ('{"shipped": "fine-tuned", "fine-tuned": {"ndcg@10": 0.8}}', "metrics.json: missing key(s) ['retriever']"),
+    (json.dumps({RETRIEVER: {"ndcg@10": 0.7}})[:-2], "metrics.json: not valid JSON ("),
+    (SHIPS_IT + json.dumps({CROSS_ENCODER: {"ndcg@10": 0.8}})[1:], f"metrics.json: missing key(s) ['{RETRIEVER}']"),
     ('[1, 2]', "metrics.json: expected a JSON object, got list"),
-    ('{"shipped": "fine-tuned", ' + ROWS + ', "dev": [1]}', 'metrics.json: "dev" must be null or')])
+    (SHIPS_IT + ROWS + ', "dev": [1]}', 'metrics.json: "dev" must be null or')])
 def test_leaderboard_over_a_broken_metrics_file_is_one_line_naming_it(tmp_path, capsys, content, message):
     runs_dir = tmp_path/"runs"
     _run_folder(runs_dir, "fine", test=0.8, dev=0.7, config={"epochs": 1})

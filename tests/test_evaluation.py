@@ -153,26 +153,26 @@ def test_uncertainty_is_seeded_and_sensible():
     r = paired_comparison(x + rng.normal(0, 0.2, 50), x)
     assert r["verdict"] == "within noise" and r["p_value"] > 0.05
 
-def test_evaluate_rerankers_table_and_files(tiny_bert, tmp_path):
+def test_comparison_table_and_files(tiny_bert, tmp_path):
     from sentence_transformers import CrossEncoder
-    from reranker_tune.evaluation import evaluate_rerankers, save_comparison, compare_rerankers
+    from reranker_tune.evaluation import (save_comparison, compare_rerankers, comparison_result,
+                                          paired_comparison, verdict_line, RETRIEVER, CROSS_ENCODER, FUSION)
     eval_set = _tiny_eval_set()
     eval_set[0] = {**eval_set[0], "documents": eval_set[0]["documents"][1:], "retriever_scores": [0.8, 0.7, 0.6, 0.5]} # one miss
-    model = CrossEncoder(tiny_bert, device="cpu")
-    result = evaluate_rerankers(eval_set, {"tiny (path)": tiny_bert, "fine-tuned": model}, fine_tuned="fine-tuned")
+    model, again = CrossEncoder(tiny_bert, device="cpu"), CrossEncoder(tiny_bert, device="cpu")
+    table, per_query = compare_rerankers(eval_set, {"tiny again": again, CROSS_ENCODER: model},
+                                         fusion={CROSS_ENCODER: 0.5}, per_query=True)
+    assert list(table.index) == [RETRIEVER, "tiny again", CROSS_ENCODER, FUSION]
+    # same model loaded twice: identical metrics
+    assert table.loc["tiny again", "ndcg@10"] == pytest.approx(table.loc[CROSS_ENCODER, "ndcg@10"], abs=1e-6)
+    paired = paired_comparison(per_query[CROSS_ENCODER]["ndcg@10"], per_query[RETRIEVER]["ndcg@10"])
+    sizes = {RETRIEVER: None, CROSS_ENCODER: model.transformers_model.num_parameters()}
+    result = comparison_result(table, per_query, sizes, CROSS_ENCODER, [verdict_line(CROSS_ENCODER, RETRIEVER, paired)])
     t = result["table"]
-    assert list(t.index) == ["retriever", "tiny (path)", "fine-tuned"]
-    assert {"parameters", "ndcg@10", "ndcg@10 low", "ndcg@10 high", "ndcg@10 all-positives", "mrr@10", "map", "ms/query", "pairs/s"} <= set(t.columns)
-    assert t.loc["fine-tuned", "parameters"] == sum(p.numel() for p in model.parameters())
-    assert t.loc["fine-tuned", "pairs/s"] > 0
-    assert set(result["comparisons"]) == {"retriever", "tiny (path)"}
-    # same model loaded twice: identical metrics, and the quick table agrees with the rich one
-    assert t.loc["tiny (path)", "ndcg@10"] == pytest.approx(t.loc["fine-tuned", "ndcg@10"], abs=1e-6)
-    quick = compare_rerankers(eval_set, {"fine-tuned": model})
-    assert quick.loc["fine-tuned", "ndcg@10"] == pytest.approx(t.loc["fine-tuned", "ndcg@10"], abs=1e-6)
-    # the all-positives setting can only help when a positive was missed
-    assert t.loc["retriever", "ndcg@10 all-positives"] >= t.loc["retriever", "ndcg@10"]
+    assert list(t.columns[:5]) == ["queries", "parameters", "ndcg@10", "ndcg@10 low", "ndcg@10 high"]
+    assert t.loc[CROSS_ENCODER, "parameters"] == sum(p.numel() for p in model.parameters())
+    assert t["parameters"].isna()[RETRIEVER]
+    assert (t["ndcg@10 low"] <= t["ndcg@10"] + 1e-12).all() and (t["ndcg@10"] <= t["ndcg@10 high"] + 1e-12).all()
     files = save_comparison(result, tmp_path)
     assert all(f.stat().st_size > 0 for f in files)
-    assert "fine-tuned vs retriever" in (tmp_path/"comparison.md").read_text()
-    with pytest.raises(KeyError, match="not one of the rerankers"): evaluate_rerankers(eval_set, {"a": model}, fine_tuned="b")
+    assert f"{CROSS_ENCODER} vs {RETRIEVER}" in (tmp_path/"comparison.md").read_text()

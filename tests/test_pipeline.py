@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, yaml
 from sentence_transformers import CrossEncoder
 from reranker_tune.data import sample_pairs
-from reranker_tune.evaluation import RETRIEVER, CROSS_ENCODER, FUSION, choose_fusion_weight
-from reranker_tune.pipeline import run_pipeline, decide_on_dev, JobConfig, read_eval_set
+from reranker_tune.evaluation import RETRIEVER, CROSS_ENCODER, FUSION, choose_fusion_weight, read_eval_set
+from reranker_tune.pipeline import run_pipeline, decide_on_dev, JobConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,8 +30,8 @@ def test_main_job_with_minilm_on_a_slice(tmp_path):
     assert {"config.yaml", "metrics.json", "comparison.csv", "comparison.md", "model", "shipped.json", "heldout.jsonl",
             "per_query.csv", "plots", "README.md", "trainer_state.json"} <= {p.name for p in folder.iterdir()}
     metrics = json.loads((folder/"metrics.json").read_text())
-    assert metrics["retriever"]["queries"] == 12 and metrics["retriever"]["found@10"] > 0.8
-    assert metrics["retriever"]["ndcg@10"] > 0.5, "MiniLM ranks the sample's answers well above chance"
+    assert metrics[RETRIEVER]["queries"] == 12 and metrics[RETRIEVER]["found@10"] > 0.8
+    assert metrics[RETRIEVER]["ndcg@10"] > 0.5, "MiniLM ranks the sample's answers well above chance"
     assert metrics["shipped"] in metrics and metrics["dev"]["ndcg@10"][RETRIEVER] > 0.5
     config = yaml.safe_load((folder/"config.yaml").read_text())
     assert config["max_queries"] == 60 and config["resolved"]["device"] == "cpu"
@@ -44,10 +44,10 @@ def test_served_ranking_reproduces_shipped_row(finished_run, tmp_path):
     from reranker_tune.serving import served_metrics
     folder = Path(finished_run["run_dir"])
     metrics = json.loads((folder/"metrics.json").read_text())
-    assert metrics["retriever"]["found@40"] == 1.0 and metrics["retriever"]["ndcg@10"] > 0, "positives are found"
+    assert metrics[RETRIEVER]["found@40"] == 1.0 and metrics[RETRIEVER]["ndcg@10"] > 0, "positives are found"
     for first_stage in ("stored", "recompute"):
         served = served_metrics(folder, first_stage=first_stage)
-        assert len(served) == metrics["retriever"]["queries"]
+        assert len(served) == metrics[RETRIEVER]["queries"]
         assert served["ndcg@10"].mean() == pytest.approx(metrics[metrics["shipped"]]["ndcg@10"], abs=1e-6)
     import shutil
     for weight, row in ((1.0, CROSS_ENCODER), (0.0, RETRIEVER)):
@@ -116,7 +116,7 @@ def test_pipeline_notebook_runs_under_papermill(tmp_path, tiny_bert, tiny_embedd
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((tmp_path/"run"/"metrics.json").read_text())
-    assert metrics["retriever"]["queries"] == 8 and metrics["retriever"]["found@40"] == 1.0
+    assert metrics[RETRIEVER]["queries"] == 8 and metrics[RETRIEVER]["found@40"] == 1.0
     assert "injected-parameters" in out.read_text()
     assert yaml.safe_load((tmp_path/"run"/"config.yaml").read_text())["device"] == "cpu"
 
@@ -147,7 +147,7 @@ def test_the_run_folder_is_readable(finished_run):
     folder = Path(finished_run["run_dir"])
     per_query = pd.read_csv(folder/"per_query.csv", index_col="query")
     metrics = json.loads((folder/"metrics.json").read_text())
-    assert len(per_query) == metrics["retriever"]["queries"]
+    assert len(per_query) == metrics[RETRIEVER]["queries"]
     assert per_query[f"{RETRIEVER} ndcg@10"].mean() == pytest.approx(metrics[RETRIEVER]["ndcg@10"])
     assert {"ndcg_vs_size.png", "wins_losses.png", "dev_fusion_curve.png"} <= {p.name for p in (folder/"plots").iterdir()}
     state = json.loads((folder/"trainer_state.json").read_text())
@@ -162,7 +162,7 @@ def test_candidate_lists_with_their_own_test_and_dev_files(tmp_path, tiny_bert, 
     result = run_pipeline(source=tmp_path/"train.jsonl", test_source=tmp_path/"test.jsonl", dev_source=tmp_path/"dev.jsonl",
                           run_dir=tmp_path/"lists", embedder=tiny_embedder, base_model=tiny_bert, max_negatives=2, epochs=1)
     metrics = json.loads((Path(result["run_dir"])/"metrics.json").read_text())
-    assert metrics["retriever"]["queries"] == 12 and metrics["training"]["rows"] == 40*3 # 1 positive + 2 of 4 negatives each
+    assert metrics[RETRIEVER]["queries"] == 12 and metrics["training"]["rows"] == 40*3 # 1 positive + 2 of 4 negatives each
     assert len(metrics["fusion"]["dev_ndcg@10_by_weight"]) == 11 and result["verdict"].startswith("On dev")
     config = yaml.safe_load((Path(result["run_dir"])/"config.yaml").read_text())
     assert config["resolved"]["shape"] == "candidate_lists" and not list((Path(result["run_dir"])/"training").glob("checkpoint-*"))

@@ -1,5 +1,5 @@
 "Serving: what a run ships, the rerank API, ONNX export and parity on the tiny cross-encoder, and the safety of what is saved and loaded."
-import json, shutil, subprocess, sys, warnings
+import json, re, shutil, subprocess, sys, warnings
 from pathlib import Path
 import numpy as np, pytest
 from sentence_transformers import CrossEncoder
@@ -7,9 +7,10 @@ from reranker_tune import serving
 from reranker_tune.serving import (rerank, Reranker, Ranked, load_model, cached_model, check_model_folder, ModelFolderError,
                                    export_onnx, quantize_onnx, onnx_parity, compare_backends, ParityError, OnnxNotInstalled,
                                    FP32_TOLERANCE)
-from reranker_tune.serving import load_shipped_rule, served_metrics, read_heldout
+from reranker_tune.serving import load_shipped_rule, served_metrics
 from reranker_tune.training import load_reranker, save_model
-from reranker_tune.evaluation import fuse_scores, rerank_scores, per_query_metrics, RETRIEVER, CROSS_ENCODER, FUSION
+from reranker_tune.evaluation import (fuse_scores, rerank_scores, per_query_metrics, read_eval_set,
+                                      RETRIEVER, CROSS_ENCODER, FUSION)
 
 QUERY = "how often should I water tomatoes"
 DOCS = ["Water tomatoes deeply twice a week.", "Prune apple trees in late winter.", "Roses like full sun.",
@@ -147,7 +148,7 @@ def test_the_package_imports_without_the_onnx_extra():
     assert done.returncode == 0 and "refused:" in done.stdout and "reranker_tune[onnx]" in done.stdout, done.stderr[-2000:]
 
 def test_onnx_backed_models_go_through_the_evaluation_stage(own_folder):
-    from reranker_tune.evaluation import evaluate_rerankers
+    from reranker_tune.evaluation import compare_rerankers
     export_onnx(own_folder, quantize=True)
     backends = {"torch": load_model(own_folder, device="cpu"), "onnx": load_model(own_folder, onnx_file="onnx/model.onnx"),
                 "int8": load_model(own_folder, onnx_file="onnx/model_qint8_avx512_vnni.onnx")}
@@ -156,8 +157,8 @@ def test_onnx_backed_models_go_through_the_evaluation_stage(own_folder):
     assert table.loc["onnx", "max |Δ score|"] <= FP32_TOLERANCE and (table["ms/query"] > 0).all()
     np.testing.assert_allclose(table.loc["onnx", "ndcg@10"], table.loc["torch", "ndcg@10"])
     assert table.loc["int8", "runs on"].startswith("onnxruntime") and table.loc["torch", "runs on"].startswith("torch")
-    result = evaluate_rerankers(eval_samples(), {"onnx": backends["onnx"]})
-    np.testing.assert_allclose(result["table"].loc["onnx", "ndcg@10"], table.loc["torch", "ndcg@10"])
+    compared = compare_rerankers(eval_samples(), {"onnx": backends["onnx"]})
+    np.testing.assert_allclose(compared.loc["onnx", "ndcg@10"], table.loc["torch", "ndcg@10"])
 
 # --- safety ---
 
@@ -302,7 +303,7 @@ def test_served_metrics_refuse_to_recompute_silently(make_run, heldout):
     bare = [{k: v for k, v in s.items() if k != "retriever_scores"} for s in heldout]
     with pytest.raises(ValueError, match="Sample 0 has no retriever_scores.*recompute"): served_metrics(make_run(0.3), eval_set=bare)
     with pytest.raises(ValueError, match="first_stage must be"): served_metrics(make_run(0.3, "other"), first_stage="cached")
-    assert read_heldout(make_run(1.0, "third")) == heldout
+    assert read_eval_set(make_run(1.0, "third")) == heldout
 
 def test_a_model_folder_serves_the_cross_encoder_alone_and_says_so_once(make_run):
     run = make_run(0.3)
@@ -312,7 +313,7 @@ def test_a_model_folder_serves_the_cross_encoder_alone_and_says_so_once(make_run
         reranker.rerank(QUERY, DOCS); reranker.rerank(QUERY, DOCS[:3])
     assert len(caught) == 1 and reranker.shipped == CROSS_ENCODER and reranker.weight == 1
     assert "cross-encoder alone" in str(caught[0].message) and f"Reranker('{run}')" in str(caught[0].message)
-    assert "'fine-tuned + retriever'" in str(caught[0].message)
+    assert f"'{FUSION}'" in str(caught[0].message)
 
 def test_a_run_folder_without_shipped_json_names_its_model_folder(make_run):
     run = make_run(0.3)
@@ -332,15 +333,18 @@ def test_max_length_is_capped_at_the_model_positions(own_folder):
     assert reranker.model.max_seq_length == 256
     assert Reranker(own_folder, device="cpu", max_length=64).model.max_seq_length == 64
 
+def _rule(**fields) -> str: return json.dumps(fields)
+M = {"model": "m"}
+
 @pytest.mark.parametrize("content,message", [
     ("{not json", "not valid JSON"), ("[1, 2]", "not a JSON object"),
-    ('{"shipped": "fine-tuned + retriever", "fusion_weight": 1.4, "retriever": {"model": "m"}}', r"in \[0, 1\]"),
-    ('{"shipped": "fine-tuned + retriever", "fusion_weight": -0.1, "retriever": {"model": "m"}}', r"in \[0, 1\]"),
-    ('{"shipped": "fine-tuned + retriever", "fusion_weight": "0.4", "retriever": {"model": "m"}}', r"in \[0, 1\]"),
-    ('{"shipped": "bm25", "fusion_weight": 0.4}', "not one of"),
-    ('{"shipped": "retriever", "fusion_weight": 0.4, "retriever": {"model": "m"}}', "serves 'fine-tuned \\+ retriever'"),
-    ('{"shipped": "fine-tuned + retriever", "fusion_weight": 0.4}', "names no retriever"),
-    ('{"format": 2, "shipped": "fine-tuned", "fusion_weight": 1}', "format 2")])
+    (_rule(shipped=FUSION, fusion_weight=1.4, retriever=M), r"in \[0, 1\]"),
+    (_rule(shipped=FUSION, fusion_weight=-0.1, retriever=M), r"in \[0, 1\]"),
+    (_rule(shipped=FUSION, fusion_weight="0.4", retriever=M), r"in \[0, 1\]"),
+    (_rule(shipped="bm25", fusion_weight=0.4), "not one of"),
+    (_rule(shipped=RETRIEVER, fusion_weight=0.4, retriever=M), f"serves '{re.escape(FUSION)}'"),
+    (_rule(shipped=FUSION, fusion_weight=0.4), "names no retriever"),
+    (_rule(format=2, shipped=CROSS_ENCODER, fusion_weight=1), "format 2")])
 def test_a_bad_shipped_json_is_refused_naming_the_file(make_run, content, message):
     run = make_run(0.3)
     (run/"shipped.json").write_text(content)
@@ -349,7 +353,7 @@ def test_a_bad_shipped_json_is_refused_naming_the_file(make_run, content, messag
 
 def test_shipped_json_without_a_weight_means_the_cross_encoder_alone(make_run):
     run = make_run(1.0)
-    (run/"shipped.json").write_text('{"format": 1, "shipped": "fine-tuned", "fusion_weight": null}')
+    (run/"shipped.json").write_text(_rule(format=1, shipped=CROSS_ENCODER, fusion_weight=None))
     assert load_shipped_rule(run)["fusion_weight"] == 1.0 and load_shipped_rule(run)["cross_encoder"]["folder"] == "model"
 
 def test_onnx_serves_the_run_rule_like_torch(make_run, heldout):
