@@ -10,10 +10,9 @@ import yaml, nbformat, papermill
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 import reranker_tune
-from .core import detect_device, hub_is_offline, say, check_run_name
+from .core import detect_device, hub_is_offline, say, check_run_name, ModelNotFound
 from .evaluation import RETRIEVER, CROSS_ENCODER, FUSION
 from .pipeline import run_pipeline, JobConfig, ConfigError
-from .training import main as training_main
 
 # %% auto #0
 __all__ = ['pipeline_parameters', 'coerce_parameters', 'parse_param', 'run_name', 'expand_sweep', 'load_sweep', 'driver_notebook',
@@ -155,18 +154,12 @@ def driver_notebook() -> nbformat.NotebookNode: # parameters cell, import, `run_
                                                                           "language": "python"}})
 
 # %% ../nbs/07_batch.ipynb #1ed508b9
-def _checkout_notebook() -> Path|None:
-    "The pipeline notebook of the checkout this package is imported from, if there is one."
-    path = Path(reranker_tune.__file__).resolve().parent.parent/"nbs"/"06_pipeline.ipynb"
-    return path if path.is_file() else None
-
-def pipeline_notebook(notebook: str|Path|None=None, # a notebook with a `parameters` cell; None: the pipeline's
+def pipeline_notebook(notebook: str|Path|None=None, # a notebook with a `parameters` cell; None: generated
                      ) -> Path|nbformat.NotebookNode: # a path, or a generated notebook
-    "The notebook each run executes: `notebook`, else the checkout's `nbs/06_pipeline.ipynb`, else `driver_notebook()`."
-    if notebook is not None:
-        if not Path(notebook).is_file(): raise FileNotFoundError(f"{notebook}: no such notebook")
-        return Path(notebook)
-    return _checkout_notebook() or driver_notebook()
+    "The notebook each run executes: `notebook` when given, else `driver_notebook()`."
+    if notebook is None: return driver_notebook()
+    if not Path(notebook).is_file(): raise FileNotFoundError(f"{notebook}: no such notebook")
+    return Path(notebook)
 
 # %% ../nbs/07_batch.ipynb #4f97c8b7
 def check_notebook_parameters(notebook: Path|nbformat.NotebookNode, # from `pipeline_notebook`
@@ -196,12 +189,16 @@ def offline_aware_environment() -> bool: # whether the runs will be offline
     return os.environ.get("HF_HUB_OFFLINE") == "1"
 
 # %% ../nbs/07_batch.ipynb #3114ddae
+def _source_root() -> Path|None:
+    "The checkout this package is imported from (editable install), if any."
+    root = Path(reranker_tune.__file__).resolve().parent.parent
+    return root if (root/"settings.ini").is_file() else None
+
 @contextlib.contextmanager
 def _kernel_environment():
     "Put the checkout's root first on PYTHONPATH (for the kernels started inside), and restore it after."
-    old = os.environ.get("PYTHONPATH")
-    root = str(Path(reranker_tune.__file__).resolve().parent.parent)
-    if _checkout_notebook() is not None: os.environ["PYTHONPATH"] = os.pathsep.join([root] + ([old] if old else []))
+    old, root = os.environ.get("PYTHONPATH"), _source_root()
+    if root is not None: os.environ["PYTHONPATH"] = os.pathsep.join([str(root)] + ([old] if old else []))
     try: yield
     finally:
         if old is None: os.environ.pop("PYTHONPATH", None)
@@ -324,34 +321,48 @@ def execute_run(name: str, # the run's name, its folder under `runs_dir`
     say(f"finished {name} in {time.time() - start:.0f} s"); return "finished"
 
 # %% ../nbs/07_batch.ipynb #473bc31f
-def _stream_papermill_log():
-    "Show papermill's log (each cell's output as it comes) on stderr."
-    logger = logging.getLogger("papermill")
-    if not logger.handlers: logger.addHandler(logging.StreamHandler())
-    logger.setLevel(logging.INFO)
+_PAPERMILL_MARKERS = ("Executing Cell", "Ending Cell", "Input Notebook", "Output Notebook",
+                      "Executing notebook with kernel", "Executing notebook")
+
+class _NotebookOutput(logging.Handler):
+    "Print each output line papermill logs from a running notebook, without papermill's own markers."
+    def emit(self, record):
+        text = record.getMessage()
+        if not text.startswith(_PAPERMILL_MARKERS): print(text.rstrip("\n"), flush=True)
+
+@contextlib.contextmanager
+def _streamed(on: bool):
+    "While inside, show the notebooks' output as it comes (when `on`)."
+    logger, handler, level = logging.getLogger("papermill"), _NotebookOutput(), logging.getLogger("papermill").level
+    if on: logger.addHandler(handler); logger.setLevel(logging.INFO)
+    try: yield
+    finally:
+        if on: logger.removeHandler(handler); logger.setLevel(level)
 
 # %% ../nbs/07_batch.ipynb #2b7d76c8
 def _check_runs_dir(runs_dir: str|Path):
-    "Refuse a runs folder inside the checkout's nbs/, where nbdev would take executed notebooks for sources."
-    checkout = _checkout_notebook()
-    if checkout is not None and Path(runs_dir).resolve().is_relative_to(checkout.parent.resolve()):
-        raise ValueError(f"{runs_dir}: inside {checkout.parent}, where nbdev_export would read each run's pipeline.ipynb as a source; "
-                         "use a folder outside nbs/ (e.g. ../runs/...)")
+    "Refuse a runs folder inside an nbdev project's nbs/, where nbdev would take run notebooks for sources."
+    folder = Path(runs_dir).resolve()
+    for nbs in (p for p in (folder, *folder.parents) if p.name == "nbs" and (p.parent/"settings.ini").is_file()):
+        raise ValueError(f"{runs_dir}: inside {nbs}, where nbdev_export would read each run's pipeline.ipynb "
+                         "as a source; use a folder outside nbs/ (e.g. ../runs/...)")
 
 # %% ../nbs/07_batch.ipynb #74469f48
 def run_sweep(configs: dict[str, dict], # run name -> parameters, from `load_sweep` or `expand_sweep`
               runs_dir: str|Path="runs", # the folder that holds all runs
-              notebook: str|Path|None=None, # a notebook with a `parameters` cell; None: the pipeline's
+              notebook: str|Path|None=None, # a notebook with a `parameters` cell; None: generated
               force: bool=False, # re-execute finished runs too
-              log_output: bool=False, # stream each notebook's output to the log
+              log_output: bool=False, # show each notebook's output as it comes
              ) -> dict[str, str]: # run name -> "finished", "skipped" or "failed"
     "Execute every configuration in turn; a failure is recorded and the sweep goes on."
     notebook = pipeline_notebook(notebook)
     check_notebook_parameters(notebook, configs); _check_runs_dir(runs_dir)
     offline = offline_aware_environment()
-    if log_output: _stream_papermill_log()
-    say(f"{len(configs)} run(s) into {runs_dir}/ on {detect_device()}, Hub {'offline' if offline else 'online'}, notebook {_notebook_label(notebook)}")
-    return {name: execute_run(name, params, runs_dir, notebook, force, log_output) for name, params in configs.items()}
+    say(f"{len(configs)} run(s) into {runs_dir}/ on {detect_device()}, Hub "
+        f"{'offline' if offline else 'online'}, notebook {_notebook_label(notebook)}")
+    with _streamed(log_output):
+        return {name: execute_run(name, params, runs_dir, notebook, force, log_output)
+                for name, params in configs.items()}
 
 # %% ../nbs/07_batch.ipynb #e697ef02
 def _report(statuses: dict[str, str], # from `run_sweep`
@@ -509,10 +520,21 @@ def save_leaderboard(runs_dir: str|Path, # a folder of run folders
 # %% ../nbs/07_batch.ipynb #a7147cf1
 def _run_options(parser: argparse.ArgumentParser):
     "The options `run` and `sweep` share."
-    parser.add_argument("--runs-dir", help="the folder that holds the run folders (default: runs, or the sweep's runs_dir)")
+    parser.add_argument("--runs-dir", help="the folder that holds the run folders "
+                                           "(default: runs, or the sweep's runs_dir)")
     parser.add_argument("--force", action="store_true", help="re-execute runs that are already finished")
-    parser.add_argument("--notebook", help="a notebook with a papermill `parameters` cell (default: nbs/06_pipeline.ipynb, or a generated one)")
-    parser.add_argument("--log-output", action="store_true", help="stream each notebook's output to the terminal")
+    parser.add_argument("--notebook", help="a notebook with a papermill `parameters` cell, e.g. "
+                                           "nbs/06_pipeline.ipynb (default: one generated from JobConfig)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="only the batch's own lines, not each notebook's output as it comes")
+
+# %% ../nbs/07_batch.ipynb #d29f5d15
+def _leaderboard_options(parser: argparse.ArgumentParser):
+    "The options of `leaderboard`."
+    parser.add_argument("runs_dir", nargs="?", default="runs", help="the folder of run folders (default: runs)")
+    parser.add_argument("--metric", default="ndcg@10",
+                        help="test score beside dev NDCG@10: ndcg@10 (default), mrr@10, map, ...")
+    parser.add_argument("--out", help="where leaderboard.csv/.md/.png go (default: runs_dir)")
 
 # %% ../nbs/07_batch.ipynb #4d2e9f01
 def _rerank_options(parser: argparse.ArgumentParser):
@@ -528,21 +550,24 @@ def _rerank_options(parser: argparse.ArgumentParser):
 # %% ../nbs/07_batch.ipynb #5b20dd03
 def _parser() -> argparse.ArgumentParser:
     "The `reranker-tune` argument parser."
-    parser = argparse.ArgumentParser(prog="reranker-tune", description="Fine-tune cross-encoder rerankers: one run, a sweep, a leaderboard.")
+    parser = argparse.ArgumentParser(prog="reranker-tune", description="Fine-tune cross-encoder "
+                                     "rerankers: one run, a sweep, a leaderboard.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {reranker_tune.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("train", help="fine-tune from a YAML config (`reranker-tune train --help`)", add_help=False)
+    train = commands.add_parser("train", help="fine-tune from a YAML config (also under torchrun)")
+    train.add_argument("--config", required=True,
+                       help="the YAML file: base, loss, train_data, output_dir, options")
     run = commands.add_parser("run", help="execute the pipeline notebook once into runs/<name>/")
-    run.add_argument("--config", help="a job's config.yaml (e.g. runs/demo/config.yaml): run it again; --param overrides")
-    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a run_pipeline parameter (repeatable), value read as YAML")
-    run.add_argument("--name", help="the run's folder name (default: the config's run_dir, else from the parameters)")
-    sweep = commands.add_parser("sweep", help="execute the pipeline notebook for every configuration of a YAML file")
+    run.add_argument("--config", help="a job's config.yaml (e.g. runs/demo/config.yaml): run it "
+                                      "again; --param overrides")
+    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="a run_pipeline parameter (repeatable), value read as YAML")
+    run.add_argument("--name", help="the run's folder name (default: the config's run_dir, else "
+                                    "from the parameters)")
+    sweep = commands.add_parser("sweep", help="execute the pipeline for every configuration of a YAML file")
     sweep.add_argument("file", help="the sweep file: base, grid, runs, runs_dir")
     for p in (run, sweep): _run_options(p)
-    board = commands.add_parser("leaderboard", help="a table and a plot of runs, best on dev first")
-    board.add_argument("runs_dir", nargs="?", default="runs", help="the folder of run folders (default: runs)")
-    board.add_argument("--metric", default="ndcg@10",
-                       help="test score beside dev NDCG@10: ndcg@10 (default), mrr@10, map, ...")
-    board.add_argument("--out", help="where leaderboard.csv/.md/.png go (default: runs_dir)")
+    _leaderboard_options(commands.add_parser("leaderboard", help="a table and a plot of runs, best on dev first"))
     _rerank_options(commands.add_parser("rerank", help="rerank documents for a query: JSON lines"))
     return parser
 
@@ -595,21 +620,27 @@ def _rerank(args) -> int: # the exit status
         print(json.dumps(line, ensure_ascii=False))
     return 0
 
+def _train(args) -> int: # the exit status
+    "Fine-tune from a YAML config: base model, loss, training data, output folder and options."
+    from reranker_tune.advanced_training import train_from_config # beside batch: imported when used
+    train_from_config(args.config)
+    return 0
+
 # %% ../nbs/07_batch.ipynb #fa85b257
 def main(argv: list[str]|None=None, # the arguments after the program name; None: `sys.argv[1:]`
         ) -> int: # the exit status
     "The `reranker-tune` command: train, run, sweep, leaderboard, rerank."
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["train"]: return training_main(argv) or 0
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
+        if args.command == "train": return _train(args)
         if args.command == "leaderboard":
             print(_markdown(save_leaderboard(args.runs_dir, args.metric, args.out))); return 0
         if args.command == "rerank": return _rerank(args)
         configs, runs_dir = _configs(args)
-        return _report(run_sweep(configs, runs_dir, args.notebook, args.force, args.log_output), runs_dir)
-    except (ValueError, OSError) as error:
-        print(f"reranker-tune: error: {error}", file=sys.stderr); return 2
+        statuses = run_sweep(configs, runs_dir, args.notebook, args.force, not args.quiet)
+        return _report(statuses, runs_dir)
+    except (ValueError, OSError, ModelNotFound) as error:
+        print(f"reranker-tune: error: {' '.join(str(error).split())}", file=sys.stderr); return 2
     except KeyboardInterrupt as interrupted:
         which = f"; {interrupted}" if isinstance(interrupted, RunInterrupted) else ""
         print(f"reranker-tune: interrupted{which}", file=sys.stderr); return 130
