@@ -4,15 +4,15 @@
 
 # %% ../nbs/00_core.ipynb #2dcf44e0
 from __future__ import annotations
-import os, re, shutil, tempfile, datetime
+import os, re, shutil, tempfile, datetime, contextlib
 from pathlib import Path
-import torch, transformers
+import torch, transformers, datasets
 import huggingface_hub.constants
 
 # %% auto #0
 __all__ = ['OFFLINE_MODELS', 'HUB_IDS', 'RUN_NAME', 'detect_device', 'detect_precision', 'seed_everything', 'hub_is_offline',
            'ModelNotFound', 'resolve_model', 'hub_id', 'check_run_name', 'make_run_folder', 'replace_folder',
-           'staged_folder', 'write_atomically', 'say']
+           'staged_folder', 'write_atomically', 'say', 'quiet_libraries']
 
 # %% ../nbs/00_core.ipynb #cd3a46d8
 def detect_device() -> str: # "cuda", "mps" or "cpu"
@@ -138,3 +138,17 @@ def say(message: str, # what happens next, in words
        ):
     "Print one progress line of a run, flushed at once."
     print(f"[reranker_tune] {message}", flush=True)
+
+# %% ../nbs/00_core.ipynb #1a402d6c
+@contextlib.contextmanager
+def quiet_libraries():
+    "Inside: no transformers, datasets or Hub progress bars, no library log below errors."
+    bars, maps = transformers.utils.logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
+    level = transformers.logging.get_verbosity()
+    transformers.utils.logging.disable_progress_bar(); datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    try: yield
+    finally:
+        transformers.logging.set_verbosity(level)
+        if bars: transformers.utils.logging.enable_progress_bar()
+        if maps: datasets.enable_progress_bars()

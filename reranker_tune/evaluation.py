@@ -346,18 +346,21 @@ def comparison_result(table: pd.DataFrame, # from `compare_rerankers`
 # %% ../nbs/05_evaluation.ipynb #33813f7d
 def plot_ndcg_vs_size(table: pd.DataFrame, # from `comparison_result`
                      ) -> Figure:
-    "NDCG@10 (with its 95% CI) against parameter count; the retriever as a dashed line when its size is unknown."
+    "NDCG@10 and its 95% CI per system, ordered by size, each point labelled with its parameter count."
     fig = Figure(figsize=(6, 3.8)); ax = fig.subplots()
     sized = table[pd.to_numeric(table["parameters"], errors="coerce").notna()]
-    y = sized["ndcg@10"].astype(float)
-    ax.errorbar(sized["parameters"].astype(float), y, yerr=[y - sized["ndcg@10 low"].astype(float), sized["ndcg@10 high"].astype(float) - y], fmt="o", capsize=3)
-    for name, row in sized.iterrows(): ax.annotate(name, (float(row["parameters"]), float(row["ndcg@10"])), xytext=(4, 4), textcoords="offset points", fontsize=8)
-    if "retriever" not in sized.index: ax.axhline(float(table.loc["retriever", "ndcg@10"]), ls="--", c="grey", label="retriever"); ax.legend(loc="lower right")
-    sizes = sized["parameters"].astype(float)
-    if len(sizes) and sizes.max() > 10*sizes.min(): ax.set_xscale("log")
-    elif len(sizes): ax.set_xlim(0.7*sizes.min(), 1.3*sizes.max()) # similar sizes: a linear axis reads better
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v/1e6:.1f}M")); ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-    ax.set_xlabel("parameters"); ax.set_ylabel("NDCG@10 (realistic)"); fig.tight_layout()
+    sized = sized.assign(size=sized["parameters"].astype(float)).sort_values("size", kind="stable")
+    y, x = sized["ndcg@10"].astype(float), np.arange(len(sized))
+    low, high = y - sized["ndcg@10 low"].astype(float), sized["ndcg@10 high"].astype(float) - y
+    ax.errorbar(x, y, yerr=[low, high], fmt="o", capsize=3)
+    ax.set_xticks(x, [f"{name}\n{size/1e6:.1f}M parameters" for name, size in sized["size"].items()],
+                  fontsize=8)
+    ax.set_xlim(-0.5, len(sized) - 0.5)
+    if RETRIEVER not in sized.index:
+        ax.axhline(float(table.loc[RETRIEVER, "ndcg@10"]), ls="--", c="grey", label=RETRIEVER)
+        ax.legend(loc="lower right")
+    ax.set(ylabel="NDCG@10 (95% CI)", title="Held-out NDCG@10 by system, smallest first")
+    fig.tight_layout()
     return fig
 
 # %% ../nbs/05_evaluation.ipynb #8631a256

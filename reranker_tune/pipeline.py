@@ -22,7 +22,7 @@ __all__ = ['JOB_LOSSES', 'NORMALISATION', 'RETRIEVER_SCORES', 'ConfigError', 'Jo
 
 # %% ../nbs/06_pipeline.ipynb #defe908c
 from .core import (seed_everything, detect_device, detect_precision, resolve_model,
-                                hub_id, ModelNotFound, staged_folder, say)
+                                hub_id, ModelNotFound, staged_folder, say, quiet_libraries)
 from .data import (DataError, _rows_error, load_source, sample_pairs, to_pairs, split_by_query,
                                 shape_of, as_candidate_lists, rows_from_lists)
 from .mining import load_embedder, mine_negatives
@@ -528,7 +528,14 @@ def resolved_settings(config: JobConfig, job: dict) -> dict:
 def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, resolved: dict,
                        ) -> tuple: # (model, training facts, dev set or None)
     "Mine or take the training rows, then fine-tune, early-stopped on dev; the best is saved."
+    if job["shape"] == "pairs":
+        say(f"Mining {config.num_negatives} hard and {config.random_negatives} random negatives per "
+            f"training query with {config.embedder}")
+    else: say("Taking the training rows from the candidate lists as given")
     train = training_rows(job, retriever, config)
+    if job["dev"] is not None:
+        what = f"the retriever's top {config.top_k}" if job["shape"] == "pairs" else "its candidates"
+        say(f"Building the dev set: {what} for each of {len(set(job['dev']['query']))} dev queries")
     dev_set = job_eval_set(job, "dev", retriever, config.top_k, resolved["grade_range"])
     epochs = config.epochs or choose_epochs(len(train), config.batch_size)
     steps = math.ceil(epochs*math.ceil(len(train)/config.batch_size))
@@ -632,14 +639,15 @@ def run_pipeline(config: JobConfig|dict|str|Path|None=None, # a JobConfig, a map
     config, start = job_config(config, **overrides), time.time()
     seed_everything(config.seed)
     source = "the bundled sample" if config.source is None else config.as_record()["source"]
-    say(f"Loading data from {source}")
-    job = load_job_data(config)
-    resolved = resolved_settings(config, job)
-    count = lambda part: len(set(job[part]["query"])) if job[part] is not None else 0
-    say(f"{count('train')} training, {count('dev')} dev and {count('test')} held-out queries "
-        f"({job['shape'].replace('_', ' ')})")
-    with staged_folder(config.run_dir) as folder:
-        outcome = _run_in(folder, config, job, resolved, start)
+    with quiet_libraries(): # the job's stage lines and progress bars, not the libraries' notices
+        say(f"Loading data from {source}")
+        job = load_job_data(config)
+        resolved = resolved_settings(config, job)
+        count = lambda part: len(set(job[part]["query"])) if job[part] is not None else 0
+        say(f"{count('train')} training, {count('dev')} dev and {count('test')} held-out queries "
+            f"({job['shape'].replace('_', ' ')})")
+        with staged_folder(config.run_dir) as folder:
+            outcome = _run_in(folder, config, job, resolved, start)
     say(f"{outcome['verdict']}\nTook {time.time() - start:.0f} s; results in {config.run_dir}/")
     return {**outcome, "run_dir": Path(config.run_dir)}
 
@@ -653,6 +661,7 @@ def _run_in(folder: Path, config: JobConfig, job: dict, resolved: dict, start: f
     judged = judge(model, retriever, job, config, resolved, dev_set)
     timings["evaluation"] = round(time.time() - start - sum(timings.values()), 1)
     timings["total"] = round(time.time() - start, 1)
+    say(f"Writing the run folder {config.run_dir}/: metrics, comparison, plots, model")
     readme = write_run(folder, config, resolved, judged, facts, timings)
     source = config.as_record()["source"] or "reranker_tune gardening sample"
     write_model_card(model, folder/"model", config.base_model, dataset_name=source,
