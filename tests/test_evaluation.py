@@ -155,7 +155,7 @@ def test_uncertainty_is_seeded_and_sensible():
 
 def test_comparison_table_and_files(tiny_bert, tmp_path):
     from sentence_transformers import CrossEncoder
-    from reranker_tune.evaluation import (save_comparison, compare_rerankers, comparison_result,
+    from reranker_tune.evaluation import (save_comparison, compare_rerankers, comparison_result, count_parameters,
                                           paired_comparison, verdict_line, RETRIEVER, CROSS_ENCODER, FUSION)
     eval_set = _tiny_eval_set()
     eval_set[0] = {**eval_set[0], "documents": eval_set[0]["documents"][1:], "retriever_scores": [0.8, 0.7, 0.6, 0.5]} # one miss
@@ -166,7 +166,7 @@ def test_comparison_table_and_files(tiny_bert, tmp_path):
     # same model loaded twice: identical metrics
     assert table.loc["tiny again", "ndcg@10"] == pytest.approx(table.loc[CROSS_ENCODER, "ndcg@10"], abs=1e-6)
     paired = paired_comparison(per_query[CROSS_ENCODER]["ndcg@10"], per_query[RETRIEVER]["ndcg@10"])
-    sizes = {RETRIEVER: None, CROSS_ENCODER: model.transformers_model.num_parameters()}
+    sizes = {RETRIEVER: None, CROSS_ENCODER: count_parameters(model)}
     result = comparison_result(table, per_query, sizes, CROSS_ENCODER, [verdict_line(CROSS_ENCODER, RETRIEVER, paired)])
     t = result["table"]
     assert list(t.columns[:5]) == ["queries", "parameters", "ndcg@10", "ndcg@10 low", "ndcg@10 high"]
