@@ -44,7 +44,8 @@ def test_link_check_fails_on_every_kind_of_broken_link(tmp_path):
         "index.html": """<html><head><link rel="stylesheet" href="site.css"><script src="site.js"></script>
             <link rel="stylesheet" href="gone.css"><script src="gone.js"></script></head><body>
             <a href="guide.html">ok</a> <a href="guide.html#setup">ok</a> <a href="#top" id="top">ok</a>
-            <a href="https://example.org/x?y=1#z">ok</a> <a href="mailto:a@b.org">ok</a> <img src="data:image/png;base64,AA">
+            <a href="https://example.org/x?y=1#z">ok</a> <a href="mailto:a@b.org">ok</a>
+            <img src="data:image/png;base64,AA">
             <a href="missing.html">page</a> <a href="guide.html#nowhere">anchor</a> <img src="plot.png">
             <a href="https://example.org/site/guide.html">own</a> <a href="https://exa mple/">bad url</a>
             <a href="../outside.html">outside</a>
@@ -55,8 +56,9 @@ def test_link_check_fails_on_every_kind_of_broken_link(tmp_path):
         "search.json": json.dumps([{"href": "guide.html#setup"}, {"href": "guide.html#gone"}]),
     })
     problems = docsite.broken_links(site, own_url="https://example.org/site/")
-    expected = ["gone.css", "gone.js", "missing.html", "guide.html#nowhere", "plot.png", "https://example.org/site/guide.html",
-                "https://exa mple/", "../outside.html", "[`fine_tune`](guide.html#fine_tune)", "gone.svg", "guide.html#gone"]
+    expected = ["gone.css", "gone.js", "missing.html", "guide.html#nowhere", "plot.png",
+                "https://example.org/site/guide.html", "https://exa mple/", "../outside.html",
+                "[`fine_tune`](guide.html#fine_tune)", "gone.svg", "guide.html#gone"]
     for url in expected:
         assert sum(url in p for p in problems) >= 1, (url, problems)
     assert len(problems) == len(expected), problems
@@ -67,7 +69,7 @@ def test_link_check_fails_on_every_kind_of_broken_link(tmp_path):
 
 
 def test_processing_relinks_pages_and_signatures():
-    "Links into the site become relative and follow renamed pages; code keeps plain names; a glob lists a chapter once it exists."
+    "Site links turn relative and follow renamed pages; code keeps plain names; a glob lists a chapter once it exists."
     names = {"04_training.ipynb": "training.ipynb", "index.ipynb": "index.ipynb"}
     md = "See [`fine_tune`](https://h.io/p/training.html#fine_tune) and [the chapter](04_training.ipynb).\n" \
          "```python\ndef f(\n    x, # from [`fine_tune`](https://h.io/p/training.html#fine_tune)\n):\n```"
@@ -78,13 +80,15 @@ def test_processing_relinks_pages_and_signatures():
         assert "[`fine_tune`](training.html#fine_tune) and [the chapter](training.ipynb)" in text
     assert "x, # from `fine_tune`\n" in nb["cells"][1]["outputs"][0]["data"]["text/markdown"]
     sidebar = ["index.ipynb", {"section": "Stages", "contents": ["04_training.ipynb", "04b_*.ipynb"]}]
-    assert docsite.sidebar_entries(sidebar, names) == ["index.ipynb", {"section": "Stages", "contents": ["training.ipynb"]}]
+    expected = ["index.ipynb", {"section": "Stages", "contents": ["training.ipynb"]}]
+    assert docsite.sidebar_entries(sidebar, names) == expected
     names["04b_advanced_training.ipynb"] = "advanced_training.ipynb"
     assert docsite.sidebar_entries(sidebar, names)[1]["contents"] == ["training.ipynb", "advanced_training.ipynb"]
 
 
 def test_readme_is_written_from_index():
-    "README.md is nbs/index.ipynb written out (`make readme`): edit the notebook; nbdev_readme then changes nothing that matters."
+    "README.md is nbs/index.ipynb written out (`make readme`): edit the notebook, and nbdev_readme loses nothing."
     readme = (ROOT/"README.md").read_text()
-    assert readme == docsite.readme(ROOT/"nbs"/"index.ipynb"), "README.md differs from nbs/index.ipynb: run `make readme`"
+    written = docsite.readme(ROOT/"nbs"/"index.ipynb")
+    assert readme == written, "README.md differs from nbs/index.ipynb: run `make readme`"
     assert "make test" in readme and "### What the demo prints" in readme and "](nbs/04_training.ipynb)" in readme

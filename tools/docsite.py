@@ -156,7 +156,8 @@ def readme(index: Path) -> str:
 LINK_ATTRS = {"href", "src", "poster", "data", "action", "formaction"}
 SKIPPED = ("javascript:", "mailto:", "data:", "tel:", "about:")
 CSS_URL = re.compile(r"""url\(\s*(['"]?)([^'")]+)\1\s*\)|@import\s+(['"])([^'"]+)\3""")
-RAW_MD_LINK = re.compile(r"\[[^\[\]\n]{1,200}\]\((?:https?://[^()\s]+|#[\w.-]*|[\w./-]+\.(?:html|ipynb|md)(?:#[\w.-]*)?)\)")
+RAW_MD_LINK = re.compile(  # [text](target) left as text, when the target is a URL, an anchor or a page
+    r"\[[^\[\]\n]{1,200}\]\((?:https?://[^()\s]+|#[\w.-]*|[\w./-]+\.(?:html|ipynb|md)(?:#[\w.-]*)?)\)")
 HOST = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?$")
 
 
@@ -197,14 +198,16 @@ def link_problem(url: str, source: Path, site: Path, anchors, own_url: str | Non
     url = html.unescape(url.strip())
     if not url or url.lower().startswith(SKIPPED): return None
     if re.match(r"^[a-zA-Z][\w+.-]*:|^//", url):
-        return external_problem(url, own_url) if url.lower().startswith(("http:", "https:", "//")) else "an unknown scheme"
+        web = url.lower().startswith(("http:", "https:", "//"))
+        return external_problem(url, own_url) if web else "an unknown scheme"
     path, _, fragment = url.partition("#")
     path = unquote(path.split("?")[0])
     target = source if not path else Path(posixpath.normpath(posixpath.join(source.parent.as_posix(), path)))
     if site.resolve() not in (target.resolve(), *target.resolve().parents): return "outside the site"
     if target.is_dir(): target = target/"index.html"
     if not target.is_file(): return "no such file"
-    if fragment and target.suffix == ".html" and fragment not in anchors(target): return f"no #{fragment} in {target.name}"
+    if fragment and target.suffix == ".html" and fragment not in anchors(target):
+        return f"no #{fragment} in {target.name}"
     return None
 
 
@@ -301,7 +304,8 @@ def main(argv: list[str]) -> int:
     elif command == "check-links": problems = broken_links(Path(args[0]), own_url=site_url())
     elif command == "check-outputs": problems = [p for a in args for p in output_problems(Path(a))]
     elif command == "readme":
-        (Path.cwd()/"README.md").write_text(readme(Path(args[0]) if args else Path("nbs/index.ipynb")), encoding="utf-8")
+        index = Path(args[0]) if args else Path("nbs/index.ipynb")
+        (Path.cwd()/"README.md").write_text(readme(index), encoding="utf-8")
         return 0
     elif command == "clean-outputs":
         for a in args: clean_outputs(Path(a), Path.cwd())
