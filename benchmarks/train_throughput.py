@@ -1,22 +1,24 @@
 """Training throughput and quality: the seed recipe in fp32 and in bf16 against reranker_tune's defaults, side by side.
 
-Full run (about 43 minutes on the 2-core CPU; run it on an unloaded machine, with the default thread count):
+Full run (about 44 minutes on the 2-core CPU, 42 when the data are already cached; run it on an unloaded machine,
+with the default thread count: the JSON records the load average at start and end):
 
     PYTHONPATH=. HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false python benchmarks/train_throughput.py --device cpu
 
 It writes benchmarks/results/train_throughput_cpu.json and prints a markdown table. Smoke run, under 3 minutes, whose
-numbers are not results (written to a temporary file): add `--smoke`. GPU: `--device cuda` (row 2 is dropped there: the
+numbers are not results (written to a temporary file): add `--smoke`. `--prepare-only` mines and builds the evaluation
+sets into the cache, prints the plan and the time estimate, and stops. GPU: `--device cuda` (row 2 is dropped there: the
 seed recipe already trains in bf16 on a GPU).
 
 Data: a fixed seeded subset of MedQuAD (../shared/data/medquad, next to the repository): training questions until
-their (question, answer) pairs with 5 mined hard negatives each make at least `--train-pairs` labelled pairs, 200
+their answers and 5 mined hard negatives per question make at least `--train-pairs` labelled pairs (2,000), 200
 held-out questions reranked from the retriever's top 30, 30 dev questions (top 10) for time-to-quality, and the answers
 of `--corpus-queries` questions in all as the corpus searched. Mining and the evaluation sets are made once and cached
 (`--cache`); every row and repeat trains on the same pairs and is scored on the same candidates.
 
 Rows, run in alternating order (1, 2, 3, 1, 2, 3, ...), each in a fresh process so that peak RSS is its own:
   1. the seed recipe as a CPU user runs it: CrossEncoderTrainer, BinaryCrossEntropyLoss with pos_weight = negatives
-     per positive, batch 64, lr 2e-5, warmup 0.1, random batches, fp32 (the seed set bf16 for GPUs only);
+     per positive in the mined data (about 4.4: some questions have several answers), batch 64, lr 2e-5, warmup 0.1, random batches, fp32 (the seed set bf16 for GPUs only);
   2. the same with bf16 forced (bf16=True with use_cpu: autocast);
   3. reranker_tune's `fine_tune` with its defaults (precision, batch size, batch order, learning rate: whatever the
      package chooses), checkpoints off as in rows 1-2 (their 32 steps never reach the trainer's save_steps=500).
@@ -49,6 +51,7 @@ from reranker_tune.evaluation import build_eval_set, rerank_scores, per_query_me
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1]/"shared"/"data"/"medquad"/"train.jsonl.gz" # ../shared/data from the repository root
 ROWS = {"seed": "1. seed recipe", "seed bf16": "2. seed recipe, bf16 forced", "package": "3. reranker_tune defaults"}
+CACHE_LAYOUT = 2 # bump when what `prepare` writes changes, so that old caches are not reused
 DEV_POINTS = (0.25, 0.5, 0.75, 1.0) # shares of the epoch after which dev is scored, the same for every row
 # Measured here (issue 12), max_length 256, 2 threads: training pairs/s, and scoring / embedding speeds derived from them
 # (a forward pass is about a third of a training step). Used only for the estimate printed before the run.
@@ -89,8 +92,8 @@ def plan_sizes(lists: datasets.Dataset, args) -> dict:
     "Seeded question subsets: training questions until enough labelled pairs, then eval, dev and corpus-only questions."
     positives = dict(zip(lists["query"], lists["positive"]))
     questions = sorted(positives); random.Random(args.seed).shuffle(questions)
-    needed, train, n = math.ceil(args.train_pairs/(1 + args.num_negatives)), [], 0
-    while n < needed: train.append(questions[len(train)]); n += len(positives[train[-1]])
+    train, rows = [], 0 # mining gives each question its positives and `num_negatives` negatives (not per positive)
+    while rows < args.train_pairs: train.append(questions[len(train)]); rows += len(positives[train[-1]]) + args.num_negatives
     rest = questions[len(train):]
     held, dev = rest[:args.eval_queries], rest[args.eval_queries:args.eval_queries + args.dev_queries]
     others = rest[args.eval_queries + args.dev_queries:max(args.corpus_queries - len(train), len(held) + len(dev))]
@@ -104,7 +107,7 @@ def cache_folder(args) -> Path:
     keys = ("data", "train_pairs", "eval_queries", "dev_queries", "top_k", "dev_top_k", "corpus_queries",
             "num_negatives", "seed", "embedder", "device")
     stat = Path(args.data).stat()
-    key = json.dumps([getattr(args, k) for k in keys] + [stat.st_size, stat.st_mtime_ns])
+    key = json.dumps([getattr(args, k) for k in keys] + [stat.st_size, stat.st_mtime_ns, CACHE_LAYOUT])
     return Path(args.cache)/hashlib.sha256(key.encode()).hexdigest()[:16]
 
 def prepare(args) -> Path:
@@ -123,6 +126,7 @@ def prepare(args) -> Path:
     exclude = list(held_pairs["answer"]) # evaluation answers never become training negatives
     train = mine_negatives(subsets["train"], embedder, corpus=subsets["corpus"], exclude=exclude,
                            num_negatives=args.num_negatives, seed=args.seed, cache_folder=str(Path(args.cache)/"mining"))
+    if len(train) < args.train_pairs: print(f"mining gave {len(train)} labelled pairs, fewer than {args.train_pairs}")
     folder.mkdir(parents=True, exist_ok=True)
     train.save_to_disk(str(folder/"train"))
     for name, part in (("eval", held), ("dev", dev)): (folder/f"{name}.json").write_text(json.dumps(part))
@@ -138,7 +142,7 @@ def prepare(args) -> Path:
 class Meter:
     "Counts the training batches' real and padded tokens (at the encoder's input) and the time spent tokenising."
     def __init__(self, model):
-        self.pairs = self.real = self.padded = 0; self.tokenising_s = 0.0
+        self.pairs = self.real = self.padded = 0; self.tokenising_s, self.dtypes = 0.0, set()
         model[0].register_forward_pre_hook(self.count, with_kwargs=True)
         original = model.preprocess
         def timed(*args, **kwargs):
@@ -152,6 +156,9 @@ class Meter:
         if torch.is_grad_enabled() and isinstance(features, Mapping) and "attention_mask" in features:
             mask = features["attention_mask"]
             self.real += int(mask.sum()); self.padded += mask.numel(); self.pairs += mask.shape[0]
+            kind = mask.device.type # what the encoder computes in: autocast's dtype, else its weights'
+            on = torch.is_autocast_enabled(kind)
+            self.dtypes.add(str(torch.get_autocast_dtype(kind) if on else next(module.parameters()).dtype))
 
 class DevCurve(TrainerCallback):
     "Score dev after fixed shares of the epoch (timed apart from training) and record what the trainer was given."
@@ -165,7 +172,7 @@ class DevCurve(TrainerCallback):
         by_value = {"batch_sampler": "random"}.get(getattr(sampler, "value", None), str(sampler))
         sampler = getattr(sampler, "__name__", None) or by_value
         self.setup = {"steps": state.max_steps, "batch size": args.per_device_train_batch_size,
-                      "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+                      "precision (arguments)": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
                       "learning rate": args.learning_rate, "batch sampler": sampler}
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -188,7 +195,7 @@ def seed_recipe(model, train, out: Path, curve: DevCurve, cfg: dict, precision: 
                                           warmup_steps=0.1, bf16=precision == "bf16", fp16=precision == "fp16",
                                           save_strategy="no", report_to="none", logging_steps=10, seed=cfg["seed"],
                                           use_cpu=cfg["device"] == "cpu", disable_tqdm=True)
-    loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(cfg["num_negatives"])))
+    loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(cfg["negatives_per_positive"]))
     CrossEncoderTrainer(model=model, args=targs, train_dataset=train, loss=loss, callbacks=[curve]).train()
 
 def package_recipe(model, train, out: Path, curve: DevCurve, cfg: dict):
@@ -213,7 +220,9 @@ def run_row(cfg: dict, row: str, repeat: int) -> dict:
     synchronise(cfg["device"]); wall = time.perf_counter() - curve.start - curve.eval_s
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024 # KiB on Linux
     shutil.rmtree(out, ignore_errors=True)
-    result = {"row": row, "repeat": repeat, **curve.setup, "pairs": meter.pairs, "real tokens": meter.real,
+    names = {"torch.bfloat16": "bf16", "torch.float16": "fp16", "torch.float32": "fp32"}
+    precision = "+".join(sorted(names.get(d, d) for d in meter.dtypes)) # observed in the training forwards
+    result = {"row": row, "repeat": repeat, **curve.setup, "precision": precision, "pairs": meter.pairs, "real tokens": meter.real,
               "padded tokens": meter.padded, "wall s": wall, "dev evaluation s": curve.eval_s,
               "pairs/s": meter.pairs/wall, "tokens/s": meter.real/wall, "padding share": 1 - meter.real/max(meter.padded, 1),
               "tokenising share": meter.tokenising_s/wall, "peak RSS MiB": peak_rss,
@@ -239,14 +248,14 @@ def summarise(runs: list[dict], rows: list[str]) -> dict:
     first = {r["row"]: r for r in runs if r["repeat"] == 0}
     target = first["seed"]["dev curve"][-1]["dev ndcg@10"]
     seed_ndcg = first["seed"]["held-out ndcg@10 per query"]
+    setup = ("precision", "precision (arguments)", "batch size", "batch sampler", "learning rate", "steps", "pairs")
+    timed = ("pairs/s", "tokens/s", "wall s", "padding share", "tokenising share", "peak RSS MiB")
     summary = {}
     for row in rows:
         mine = [r for r in runs if r["row"] == row]
         ndcg = first[row]["held-out ndcg@10 per query"]
-        summary[row] = {"label": ROWS[row], **{k: first[row][k] for k in ("precision", "batch size", "batch sampler",
-                                                                       "learning rate", "steps", "pairs")},
-                        **{k: median_spread([r[k] for r in mine]) for k in ("pairs/s", "tokens/s", "wall s",
-                                                                          "padding share", "tokenising share", "peak RSS MiB")},
+        summary[row] = {"label": ROWS[row], **{k: first[row][k] for k in setup},
+                        **{k: median_spread([r[k] for r in mine]) for k in timed},
                         "ndcg@10": statistics.fmean(ndcg),
                         "ndcg diff vs seed": None if row == "seed" else paired_comparison(ndcg, seed_ndcg),
                         "dev target (row 1 final)": target,
@@ -335,12 +344,13 @@ def main(argv=None):
     runs_dir = Path(tempfile.mkdtemp(prefix="bench-runs-"))
     cfg = {"folder": str(folder), "device": args.device, "model": args.model, "max_length": args.max_length,
            "epochs": args.epochs, "seed": args.seed, "seed_batch_size": args.seed_batch_size,
-           "num_negatives": args.num_negatives, "eval_precision": args.eval_precision,
+           "negatives_per_positive": meta["labelled training pairs"]/meta["positives"] - 1, # pos_weight
+           "eval_precision": args.eval_precision,
            "seed_precision": "fp32" if args.device == "cpu" else detect_precision(args.device)} # as the seed set it
     (runs_dir/"config.json").write_text(json.dumps(cfg))
     guess = estimate(meta, args, rows, cached)
     print(f"plan: {meta['labelled training pairs']} labelled training pairs ({meta['training questions']} questions, "
-          f"{args.num_negatives} mined negatives per positive), max_length {args.max_length}, {args.epochs} epoch; "
+          f"{args.num_negatives} mined negatives per question), max_length {args.max_length}, {args.epochs} epoch; "
           f"{meta['held-out questions']} held-out questions x top {args.top_k}, {meta['dev questions']} dev questions x top "
           f"{args.dev_top_k} at {', '.join(f'{p:.0%}' for p in DEV_POINTS)} of the epoch; corpus {meta['corpus']} answers; "
           f"rows {', '.join(rows)} x {args.repeats} in alternating order, each in its own process; scoring in "
