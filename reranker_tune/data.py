@@ -14,24 +14,28 @@ from sentence_transformers.util.dataset import DEFAULT_LABEL_COLUMNS
 from .core import hub_is_offline
 
 # %% auto #0
-__all__ = ['SHAPES', 'OPTIONAL_COLUMNS', 'ALIASES', 'PAIR_LABEL_ALIASES', 'LOSS_CONTRACTS', 'SAMPLE_CLASSES', 'DataError',
+__all__ = ['SHAPES', 'OPTIONAL_COLUMNS', 'ALIASES', 'PAIR_LABEL_ALIASES', 'SAMPLE_CLASSES', 'DataError', 'rows_error',
            'read_source', 'detect_shape', 'class_ids', 'drop_duplicate_rows', 'normalise', 'load_source', 'shape_of',
-           'class_names_of', 'to_pairs', 'positives_by_query', 'LossContract', 'check_dataset_for_loss',
-           'split_by_query', 'sample_pairs', 'sample_pair_tasks', 'length_report']
+           'class_names_of', 'to_pairs', 'positives_by_query', 'split_by_query', 'sample_pairs', 'sample_pair_tasks',
+           'length_report']
 
 # %% ../nbs/01_data.ipynb #cd36a823
 class DataError(ValueError):
     "Bad input data: the message names the source, the column and the first offending rows."
 
-def _rows_error(source, # where the data came from (a path, or a description)
-                column, # the offending column
-                rows, # offending row numbers
-                problem, # what is wrong, e.g. "is empty"
-                fix="", # what to do about it
-               ) -> DataError:
+def rows_error(source, # where the data came from (a path, or a description)
+               column, # the offending column
+               rows, # offending row numbers
+               problem, # what is wrong, e.g. "is empty"
+               fix="", # what to do about it
+              ) -> DataError:
+    "A `DataError` naming the source, the column, how many rows and the first five of them."
     rows = list(rows)
     shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
-    return DataError(f"{source}: column '{column}' {problem} in {len(rows)} row(s) (0-based: {shown}).{' ' + fix if fix else ''}")
+    fix = f" {fix}" if fix else ""
+    return DataError(f"{source}: column '{column}' {problem} in {len(rows)} row(s) (0-based: {shown}).{fix}")
+
+_rows_error = rows_error # kept only until pipeline imports rows_error (issue 11)
 
 # %% ../nbs/01_data.ipynb #136bdeb8
 _TEXT_SUFFIXES = {".csv", ".tsv", ".json", ".jsonl"}
@@ -171,7 +175,7 @@ def _is_text(v) -> bool: return isinstance(v, str) and v.strip() != ""
 def _check_texts(df, column, source):
     "Every value of `column` is a non-empty string."
     bad = [i for i, v in enumerate(df[column]) if not _is_text(v)]
-    if bad: raise _rows_error(source, column, bad, "is empty, whitespace-only or not text",
+    if bad: raise rows_error(source, column, bad, "is empty, whitespace-only or not text",
                               "Drop or fill those rows before loading.")
 
 def _is_missing(v) -> bool: return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
@@ -180,10 +184,10 @@ def _check_numbers(df, column, source) -> pd.Series:
     "Every value of `column` is a number; returns them as floats."
     raw = df[column]
     missing = [i for i, v in enumerate(raw) if _is_missing(v)]
-    if missing: raise _rows_error(source, column, missing, "is missing (None, NaN or empty)")
+    if missing: raise rows_error(source, column, missing, "is missing (None, NaN or empty)")
     numbers = pd.to_numeric(raw, errors="coerce")
     bad = [i for i, v in enumerate(numbers) if pd.isna(v)]
-    if bad: raise _rows_error(source, column, bad, f"is not a number (e.g. {raw.iloc[bad[0]]!r})", "Use 0/1 or a float.")
+    if bad: raise rows_error(source, column, bad, f"is not a number (e.g. {raw.iloc[bad[0]]!r})", "Use 0/1 or a float.")
     return numbers.astype(float)
 
 # %% ../nbs/01_data.ipynb #25c33794
@@ -196,14 +200,14 @@ def _check_candidate_lists(df, source):
     for column in ("positive", "negative"):
         if column not in df.columns: continue
         bad = [i for i, v in enumerate(df[column]) if _as_list(v) is None or not all(_is_text(t) for t in _as_list(v))]
-        if bad: raise _rows_error(source, column, bad, "is not a list of non-empty texts")
+        if bad: raise rows_error(source, column, bad, "is not a list of non-empty texts")
     none = [i for i, v in enumerate(df["positive"]) if len(v) == 0]
-    if none: raise _rows_error(source, "positive", none, "has no positive", "A candidate list needs at least one relevant document.")
+    if none: raise rows_error(source, "positive", none, "has no positive", "A candidate list needs at least one relevant document.")
     for column in ("positive", "negative"):
         grades = f"{column}_grades"
         if grades not in df.columns: continue
         bad = [i for i, (g, t) in enumerate(zip(df[grades], df[column])) if _as_list(g) is None or len(_as_list(g)) != len(t)]
-        if bad: raise _rows_error(source, grades, bad, f"does not have one grade per '{column}' text")
+        if bad: raise rows_error(source, grades, bad, f"does not have one grade per '{column}' text")
 
 # %% ../nbs/01_data.ipynb #4fd9e302
 def _label_kind(v) -> str:
@@ -219,14 +223,14 @@ def _label_kind(v) -> str:
 def _refuse_label_kinds(kinds: list[str], labels: list, source):
     "A `DataError` naming the rows of missing, fractional or unreadable labels, or of the rarer kind when ids and names mix."
     rows = {k: [i for i, x in enumerate(kinds) if x == k] for k in ("missing", "other", "fraction", "id", "name")}
-    if rows["missing"]: raise _rows_error(source, "label", rows["missing"], "is missing (None, NaN or empty)")
-    if rows["other"]: raise _rows_error(source, "label", rows["other"], f"is neither a class id nor a class name (e.g. {labels[rows['other'][0]]!r})")
+    if rows["missing"]: raise rows_error(source, "label", rows["missing"], "is missing (None, NaN or empty)")
+    if rows["other"]: raise rows_error(source, "label", rows["other"], f"is neither a class id nor a class name (e.g. {labels[rows['other'][0]]!r})")
     if rows["fraction"]:
-        raise _rows_error(source, "label", rows["fraction"], f"holds a fractional number, not a class (e.g. {labels[rows['fraction'][0]]!r})",
+        raise rows_error(source, "label", rows["fraction"], f"holds a fractional number, not a class (e.g. {labels[rows['fraction'][0]]!r})",
                           "Classes are whole numbers or names. If these are similarity scores, load them as scored_pairs: column_mapping={'label': 'score'}.")
     if rows["id"] and rows["name"]:
         rare, common = sorted(("id", "name"), key=lambda k: len(rows[k]))
-        raise _rows_error(source, "label", rows[rare], f"mixes class ids and names: {common}s in {len(rows[common])} rows, {rare}s",
+        raise rows_error(source, "label", rows[rare], f"mixes class ids and names: {common}s in {len(rows[common])} rows, {rare}s",
                           "Use one kind for every row (ids, or names with class_names=[...] for their order).")
 
 # %% ../nbs/01_data.ipynb #786e00e0
@@ -235,7 +239,7 @@ def _ids_from_names(labels: list, source, class_names: list|None) -> tuple[list[
     labels = [v.strip() for v in labels]
     names = list(class_names) if class_names else sorted(set(labels))
     unknown = [i for i, v in enumerate(labels) if v not in names]
-    if unknown: raise _rows_error(source, "label", unknown, f"is not one of class_names {names} (e.g. {labels[unknown[0]]!r})")
+    if unknown: raise rows_error(source, "label", unknown, f"is not one of class_names {names} (e.g. {labels[unknown[0]]!r})")
     return [names.index(v) for v in labels], names
 
 def _ids_from_numbers(labels: list, source, class_names: list|None) -> tuple[list[int], list[str]]:
@@ -243,7 +247,7 @@ def _ids_from_numbers(labels: list, source, class_names: list|None) -> tuple[lis
     ids = [int(float(v)) for v in labels]
     names = list(class_names) if class_names else [str(i) for i in range(max(max(ids), 0) + 1)]
     bad = [i for i, x in enumerate(ids) if not 0 <= x < len(names)]
-    if bad: raise _rows_error(source, "label", bad, f"is not a class id 0..{len(names) - 1} (e.g. {labels[bad[0]]!r})")
+    if bad: raise rows_error(source, "label", bad, f"is not a class id 0..{len(names) - 1} (e.g. {labels[bad[0]]!r})")
     return ids, names
 
 # %% ../nbs/01_data.ipynb #ea6aab3e
@@ -264,7 +268,7 @@ def _check_scores(df, source, score_range: tuple) -> pd.Series:
     "Every score is a number inside the stated `score_range`; returns them as floats."
     scores, (low, high) = _check_numbers(df, "score", source), score_range
     bad = [i for i, v in enumerate(scores) if not low <= v <= high]
-    if bad: raise _rows_error(source, "score", bad, f"is outside the stated range [{low}, {high}] (e.g. {scores.iloc[bad[0]]:g})",
+    if bad: raise rows_error(source, "score", bad, f"is outside the stated range [{low}, {high}] (e.g. {scores.iloc[bad[0]]:g})",
                               "Pass score_range=(lowest, highest) for your scale, e.g. (0, 5) for raw STS-B scores, or fix those rows.")
     return scores
 
@@ -286,7 +290,7 @@ def _refuse_contradictory_labels(df: pd.DataFrame, source, threshold: float=0.5)
     relevant = df["label"] >= threshold
     verdicts = relevant.groupby([df["query"], df["document"]]).transform("nunique")
     rows = [i for i, n in enumerate(verdicts) if n > 1]
-    if rows: raise _rows_error(source, "label", rows, f"labels the same (query, document) both relevant (>= {threshold}) "
+    if rows: raise rows_error(source, "label", rows, f"labels the same (query, document) both relevant (>= {threshold}) "
                                "and not", "Keep one label per pair: fix or drop the rows that are wrong.")
 
 # %% ../nbs/01_data.ipynb #5ecf90b0
@@ -294,7 +298,7 @@ def _refuse_positive_and_negative(df: pd.DataFrame, source):
     "Candidate lists: no text both in `positive` and in `negative` of one row."
     both = [sorted(set(p) & set(n)) for p, n in zip(df["positive"], df["negative"])]
     rows = [i for i, texts in enumerate(both) if texts]
-    if rows: raise _rows_error(source, "negative", rows, f"holds a text that is also a positive of the row (e.g. "
+    if rows: raise rows_error(source, "negative", rows, f"holds a text that is also a positive of the row (e.g. "
                                f"{both[rows[0]][0]!r})", "A text is relevant to a query or not: remove it from one list.")
 
 # %% ../nbs/01_data.ipynb #637e185d
@@ -392,83 +396,6 @@ def positives_by_query(pairs: datasets.Dataset, # `query`, `answer` rows
     positives = {}
     for q, a in zip(pairs["query"], pairs["answer"]): positives.setdefault(q, []).append(a)
     return positives, list(dict.fromkeys(list(corpus) + [a for answers in positives.values() for a in answers]))
-
-# %% ../nbs/01_data.ipynb #a2515435
-@dataclass(frozen=True)
-class LossContract:
-    "What one loss needs from the dataset and the model."
-    inputs: tuple[int, int|None] # least and most input columns (None: no upper bound)
-    label: str|None # None, "binary" (0/1 or a float in [0, 1]), "float", "class", "list" (one score per document)
-    num_labels: int|None = 1 # model output labels; None: one per class
-    inputs_text: str = "" # the inputs, as the documentation writes them
-
-# %% ../nbs/01_data.ipynb #1b408857
-_PAIR, _LIST = "(query, document)", "(query, [doc1, ..., docN])"
-LOSS_CONTRACTS = {
-    "BinaryCrossEntropyLoss": LossContract((2, 2), "binary", 1, _PAIR),
-    "CrossEntropyLoss": LossContract((2, 2), "class", None, _PAIR),
-    "MultipleNegativesRankingLoss": LossContract((2, None), None, 1, "(query, positive, negative_1, ..., negative_n)"),
-    "CachedMultipleNegativesRankingLoss": LossContract((2, None), None, 1, "(query, positive, negative_1, ..., negative_n)"),
-    "MSELoss": LossContract((2, 2), "float", 1, _PAIR),
-    "MarginMSELoss": LossContract((3, None), "float", 1, "(query, positive, negative_1, ..., negative_n)"),
-    **{name: LossContract((2, 2), "list", 1, _LIST) for name in
-       ["LambdaLoss", "ListNetLoss", "ListMLELoss", "PListMLELoss", "RankNetLoss", "ADRMSELoss"]},
-}
-
-# %% ../nbs/01_data.ipynb #ca0da9a7
-def _contract_for(loss) -> tuple[str, LossContract]:
-    "The contract of a loss given as a `LossContract`, a name, a loss class or a loss object."
-    if isinstance(loss, LossContract): return "this loss", loss
-    name = loss if isinstance(loss, str) else getattr(loss, "__name__", type(loss).__name__)
-    if name not in LOSS_CONTRACTS: raise KeyError(f"No contract for loss '{name}'; known: {', '.join(LOSS_CONTRACTS)}.")
-    return name, LOSS_CONTRACTS[name]
-
-# %% ../nbs/01_data.ipynb #82f762a4
-def _check_label_values(ds, column, label, name):
-    "Label values of the right kind: binary in [0, 1], classes as integers."
-    values = ds[column]
-    if label == "binary":
-        bad = [i for i, v in enumerate(values) if not 0 <= v <= 1]
-        if bad: raise _rows_error("dataset", column, bad, f"is outside [0, 1], which {name} needs",
-                                  "Rescale the labels, or use MSELoss for unbounded scores.")
-    if label == "class":
-        bad = [i for i, v in enumerate(values) if float(v) != int(v) or v < 0]
-        if bad: raise _rows_error("dataset", column, bad, f"is not a class index (0, 1, 2, ...), which {name} needs")
-
-def _check_classes(values, column, name, model_num_labels):
-    "A classification model has one output per class: at least two, and more than the largest class id."
-    if model_num_labels is None: return
-    if model_num_labels < 2:
-        raise DataError(f"{name} needs a model with one output per class (num_labels >= 2); this model has {model_num_labels}. "
-                        f"Load it with load_reranker(base, num_labels=len(class_names_of(ds)), loss='{name}').")
-    bad = [i for i, v in enumerate(values) if v >= model_num_labels]
-    if bad: raise _rows_error("dataset", column, bad, f"is a class the model cannot output (num_labels={model_num_labels}: ids 0..{model_num_labels - 1})",
-                              "Load the model with num_labels=len(class_names_of(ds)).")
-
-# %% ../nbs/01_data.ipynb #5f5539e4
-def check_dataset_for_loss(ds: datasets.Dataset, # the training dataset, columns in the order the loss reads them
-                           loss, # a loss object or class, its name, or a `LossContract`
-                           model_num_labels: int|None=None, # the cross-encoder's `num_labels`, if known
-                          ) -> datasets.Dataset: # `ds`, unchanged, when it fits
-    "Check `ds` (and the model) against a loss's data contract; the error says how to fix a mismatch."
-    name, contract = _contract_for(loss)
-    labels = [c for c in ds.column_names if c in DEFAULT_LABEL_COLUMNS]
-    inputs = [c for c in ds.column_names if c not in DEFAULT_LABEL_COLUMNS]
-    if contract.label and not labels:
-        raise DataError(f"{name} needs a label column named one of {list(DEFAULT_LABEL_COLUMNS)}; found {ds.column_names}. "
-                        "Rename your score column, e.g. ds.rename_column('relevance', 'label').")
-    if not contract.label and labels:
-        raise DataError(f"{name} takes no labels, but column(s) {labels} would be read as one. Use ds.remove_columns({labels}).")
-    least, most = contract.inputs
-    if len(inputs) < least or (most is not None and len(inputs) > most):
-        wanted = f"{least}" if least == most else f"at least {least}"
-        raise DataError(f"{name} reads {wanted} input column(s) {contract.inputs_text}, by position; found {len(inputs)}: {inputs}. "
-                        f"Use ds.select_columns({inputs[:least] + labels}) or pick a loss for this shape.")
-    if labels: _check_label_values(ds, labels[0], contract.label, name)
-    if contract.label == "class": _check_classes(ds[labels[0]], labels[0], name, model_num_labels)
-    if contract.num_labels is not None and model_num_labels is not None and model_num_labels != contract.num_labels:
-        raise DataError(f"{name} needs a model with num_labels={contract.num_labels}; this model has {model_num_labels}.")
-    return ds
 
 # %% ../nbs/01_data.ipynb #c8c92dba
 def _n_held(n: int, size: float|int) -> int:

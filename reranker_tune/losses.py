@@ -11,41 +11,64 @@ from sentence_transformers import CrossEncoder
 from sentence_transformers.cross_encoder import losses as ce_losses
 from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 from sentence_transformers.util.dataset import DEFAULT_LABEL_COLUMNS
-from .data import check_dataset_for_loss, LOSS_CONTRACTS, DataError, _contract_for
+from .data import DataError, rows_error
 
 # %% auto #0
-__all__ = ['LOSS_CATALOGUE', 'WEIGHTING_SCHEMES', 'LossInfo', 'loss_table', 'loss_name', 'model_activation_for',
-           'ActivationMismatch', 'check_activation', 'binary_cross_entropy_loss', 'make_loss']
+__all__ = ['LOSS_SPECS', 'LOSS_CATALOGUE', 'WEIGHTING_SCHEMES', 'LossSpec', 'loss_spec', 'loss_table', 'check_dataset_for_loss',
+           'model_activation_for', 'ActivationMismatch', 'check_activation', 'binary_cross_entropy_loss', 'make_loss']
 
 # %% ../nbs/03_losses.ipynb #54b702b3
 @dataclass(frozen=True)
-class LossInfo:
-    "How to feed one loss: its activation, where its rows come from, and the task it serves."
-    activation: str # what the loss applies to the logits, and what the model must apply when it predicts: "identity" or "sigmoid"
-    mining_format: str # `mine_negatives(output_format=...)` that produces its rows, or how to get them
+class LossSpec:
+    "What one loss needs from the data and the model, and where its rows come from."
+    name: str # the class name in `sentence_transformers.cross_encoder.losses`
     family: str # "pointwise", "in-batch", "pairwise", "listwise"
+    activation: str # applied to the logits by the loss and by the model's `predict`: "identity", "sigmoid"
+    inputs: tuple[int, int|None] # least and most input columns (None: no upper bound)
+    label: str|None # None, "binary" (0/1 or in [0, 1]), "float", "class", "list" (one per document)
+    inputs_text: str # the inputs, as the documentation writes them
+    mining_format: str # `mine_negatives(output_format=...)` that produces its rows, or how to get them
+    num_labels: int|None = 1 # model outputs; None: one per class
+    task: str = "reranking" # "reranking", "pair classification", "similarity", "distillation"
     note: str = "" # when to pick it
-    task: str = "reranking" # what the trained model does: "reranking", "pair classification", "similarity", "distillation"
 
 # %% ../nbs/03_losses.ipynb #138293a8
-_LISTWISE = "labeled-list"
-LOSS_CATALOGUE = {
-    "BinaryCrossEntropyLoss": LossInfo("sigmoid", "labeled-pair; or scored_pairs as loaded, scores in [0, 1]", "pointwise",
-                                       "the default: mined pairs with 0/1 labels", "reranking; similarity (soft labels)"),
-    "CrossEntropyLoss": LossInfo("identity", "not mined: classified_pairs as loaded (label = class id)", "pointwise",
-                                 "classes of a pair (NLI, duplicates); num_labels = number of classes", "pair classification"),
-    "MultipleNegativesRankingLoss": LossInfo("sigmoid", "triplet or n-tuple", "in-batch", "only positives: other rows are negatives"),
-    "CachedMultipleNegativesRankingLoss": LossInfo("sigmoid", "triplet or n-tuple", "in-batch", "as MNRL, large batches in little memory"),
-    "MSELoss": LossInfo("identity", "labeled-pair, label = teacher score; or scored_pairs as loaded", "pointwise",
-                        "similarity scores (STS-B style), or distillation from a teacher's logits", "similarity; distillation"),
-    "MarginMSELoss": LossInfo("identity", "n-tuple, label = teacher margins", "pairwise", "distillation of score gaps", "distillation"),
-    "LambdaLoss": LossInfo("identity", _LISTWISE, "listwise", "the strongest listwise loss; see its weighting schemes"),
-    "ListNetLoss": LossInfo("identity", _LISTWISE, "listwise", "softmax cross-entropy over each list"),
-    "ListMLELoss": LossInfo("identity", _LISTWISE, "listwise", "likelihood of the true order"),
-    "PListMLELoss": LossInfo("identity", _LISTWISE, "listwise", "ListMLE weighted towards the top ranks"),
-    "RankNetLoss": LossInfo("identity", _LISTWISE, "pairwise", "every pair inside a list"),
-    "ADRMSELoss": LossInfo("identity", _LISTWISE, "listwise", "approximate ranks, for graded labels"),
-}
+_PAIR, _TUPLE = "(query, document)", "(query, positive, negative_1, ..., negative_n)"
+_LISTWISE = dict(activation="identity", inputs=(2, 2), label="list", inputs_text="(query, [doc1, ..., docN])",
+                 mining_format="labeled-list")
+LOSS_SPECS = {spec.name: spec for spec in [
+    LossSpec("BinaryCrossEntropyLoss", "pointwise", "sigmoid", (2, 2), "binary", _PAIR,
+             "labeled-pair; or scored_pairs as loaded, scores in [0, 1]",
+             task="reranking; similarity (soft labels)", note="the default: mined pairs with 0/1 labels"),
+    LossSpec("CrossEntropyLoss", "pointwise", "identity", (2, 2), "class", _PAIR,
+             "not mined: classified_pairs as loaded (label = class id)", num_labels=None,
+             task="pair classification", note="classes of a pair (NLI, duplicates); num_labels = classes"),
+    LossSpec("MultipleNegativesRankingLoss", "in-batch", "sigmoid", (2, None), None, _TUPLE,
+             "triplet or n-tuple", note="only positives: other rows are negatives"),
+    LossSpec("CachedMultipleNegativesRankingLoss", "in-batch", "sigmoid", (2, None), None, _TUPLE,
+             "triplet or n-tuple", note="as MNRL, large batches in little memory"),
+    LossSpec("MSELoss", "pointwise", "identity", (2, 2), "float", _PAIR,
+             "labeled-pair, label = teacher score; or scored_pairs as loaded", task="similarity; distillation",
+             note="similarity scores (STS-B style), or distillation from a teacher's logits"),
+    LossSpec("MarginMSELoss", "pairwise", "identity", (3, None), "float", _TUPLE,
+             "n-tuple, label = teacher margins", task="distillation", note="distillation of score gaps"),
+    LossSpec("LambdaLoss", "listwise", **_LISTWISE, note="the strongest listwise loss; see its weighting schemes"),
+    LossSpec("ListNetLoss", "listwise", **_LISTWISE, note="softmax cross-entropy over each list"),
+    LossSpec("ListMLELoss", "listwise", **_LISTWISE, note="likelihood of the true order"),
+    LossSpec("PListMLELoss", "listwise", **_LISTWISE, note="ListMLE weighted towards the top ranks"),
+    LossSpec("RankNetLoss", "pairwise", **_LISTWISE, note="every pair inside a list"),
+    LossSpec("ADRMSELoss", "listwise", **_LISTWISE, note="approximate ranks, for graded labels"),
+]}
+LOSS_CATALOGUE = LOSS_SPECS # kept only until pipeline reads LOSS_SPECS (issue 11)
+
+# %% ../nbs/03_losses.ipynb #4c1f0a12
+def loss_spec(loss, # a `LossSpec`, a loss name such as "LambdaLoss", a loss class or a loss object
+             ) -> LossSpec:
+    "The spec of a loss given as a spec, a name, a class or an object."
+    if isinstance(loss, LossSpec): return loss
+    name = loss if isinstance(loss, str) else getattr(loss, "__name__", type(loss).__name__)
+    if name not in LOSS_SPECS: raise KeyError(f"Unknown loss '{name}'; known: {', '.join(LOSS_SPECS)}.")
+    return LOSS_SPECS[name]
 
 # %% ../nbs/03_losses.ipynb #a170747d
 WEIGHTING_SCHEMES = {"ndcg2pp": ce_losses.NDCGLoss2PPScheme, "ndcg2": ce_losses.NDCGLoss2Scheme,
@@ -54,48 +77,111 @@ WEIGHTING_SCHEMES = {"ndcg2pp": ce_losses.NDCGLoss2PPScheme, "ndcg2": ce_losses.
 
 # %% ../nbs/03_losses.ipynb #1a71b7d8
 def loss_table() -> pd.DataFrame: # one row per loss
-    "Every cross-encoder loss with its task, inputs, labels, model outputs, activation and where its rows come from."
-    return pd.DataFrame([{"loss": name, "task": info.task, "family": info.family, "inputs": LOSS_CONTRACTS[name].inputs_text,
-                          "label": LOSS_CONTRACTS[name].label or "none",
-                          "model labels": LOSS_CONTRACTS[name].num_labels or "classes",
-                          "activation": info.activation, "mine with": info.mining_format, "pick it for": info.note}
-                         for name, info in LOSS_CATALOGUE.items()]).set_index("loss")
+    "Every cross-encoder loss with its task, inputs, labels, outputs, activation and where its rows come from."
+    return pd.DataFrame([{"loss": s.name, "task": s.task, "family": s.family, "inputs": s.inputs_text,
+                          "label": s.label or "none", "model labels": s.num_labels or "classes",
+                          "activation": s.activation, "mine with": s.mining_format, "pick it for": s.note}
+                         for s in LOSS_SPECS.values()]).set_index("loss")
+
+# %% ../nbs/03_losses.ipynb #82f762a4
+def _check_label_values(ds, column, spec: LossSpec):
+    "Label values of the right kind: binary in [0, 1], classes as integers."
+    values = ds[column]
+    if spec.label == "binary":
+        bad = [i for i, v in enumerate(values) if not 0 <= v <= 1]
+        if bad: raise rows_error("dataset", column, bad, f"is outside [0, 1], which {spec.name} needs",
+                                 "Rescale the labels, or use MSELoss for unbounded scores.")
+    if spec.label == "class":
+        bad = [i for i, v in enumerate(values) if float(v) != int(v) or v < 0]
+        if bad: raise rows_error("dataset", column, bad,
+                                 f"is not a class index (0, 1, 2, ...), which {spec.name} needs")
+
+# %% ../nbs/03_losses.ipynb #82f762b5
+def _check_classes(values, column, spec: LossSpec, model_num_labels):
+    "A classification model has one output per class: at least two, and more than the largest class id."
+    if model_num_labels is None: return
+    if model_num_labels < 2:
+        raise DataError(f"{spec.name} needs a model with one output per class (num_labels >= 2); this model has "
+                        f"{model_num_labels}. Load it with load_reranker(base, "
+                        f"num_labels=len(class_names_of(ds)), loss='{spec.name}').")
+    bad = [i for i, v in enumerate(values) if v >= model_num_labels]
+    if bad: raise rows_error("dataset", column, bad, f"is a class the model cannot output "
+                             f"(num_labels={model_num_labels}: ids 0..{model_num_labels - 1})",
+                             "Load the model with num_labels=len(class_names_of(ds)).")
+
+# %% ../nbs/03_losses.ipynb #084f0049
+def _check_lists(ds: datasets.Dataset, spec: LossSpec):
+    "Listwise losses read a list of documents and a list of labels per row; the others one text of each."
+    if len(ds) == 0 or len(ds.column_names) < 2: return
+    column = ds.column_names[1]
+    has_lists, wants_lists = isinstance(ds[0][column], list), spec.label == "list"
+    if wants_lists != has_lists:
+        where = (f"Mine with output_format='{spec.mining_format}'." if wants_lists
+                 else f"Its rows: {spec.mining_format}.")
+        raise DataError(f"{spec.name} reads {spec.inputs_text} rows, but column '{column}' holds "
+                        f"{'lists' if has_lists else 'single texts'}. {where}")
+
+# %% ../nbs/03_losses.ipynb #5f5539e4
+def check_dataset_for_loss(ds: datasets.Dataset, # the training dataset, columns in the order the loss reads them
+                           loss, # a `LossSpec`, or anything `loss_spec` takes
+                           model_num_labels: int|None=None, # the cross-encoder's `num_labels`, if known
+                          ) -> datasets.Dataset: # `ds`, unchanged, when it fits
+    "Check `ds` (and the model) against what a loss reads; the error says how to fix a mismatch."
+    spec = loss_spec(loss)
+    labels = [c for c in ds.column_names if c in DEFAULT_LABEL_COLUMNS]
+    inputs = [c for c in ds.column_names if c not in DEFAULT_LABEL_COLUMNS]
+    if spec.label and not labels:
+        raise DataError(f"{spec.name} needs a label column named one of {list(DEFAULT_LABEL_COLUMNS)}; found "
+                        f"{ds.column_names}. Rename your score column, e.g. ds.rename_column('relevance', 'label').")
+    if not spec.label and labels:
+        raise DataError(f"{spec.name} takes no labels, but column(s) {labels} would be read as one. "
+                        f"Use ds.remove_columns({labels}).")
+    least, most = spec.inputs
+    if len(inputs) < least or (most is not None and len(inputs) > most):
+        wanted = f"{least}" if least == most else f"at least {least}"
+        raise DataError(f"{spec.name} reads {wanted} input column(s) {spec.inputs_text}, by position; found "
+                        f"{len(inputs)}: {inputs}. Use ds.select_columns({inputs[:least] + labels}) or pick a "
+                        "loss for this shape.")
+    _check_lists(ds, spec)
+    if labels: _check_label_values(ds, labels[0], spec)
+    if spec.label == "class": _check_classes(ds[labels[0]], labels[0], spec, model_num_labels)
+    if spec.num_labels is not None and model_num_labels is not None and model_num_labels != spec.num_labels:
+        raise DataError(f"{spec.name} needs a model with num_labels={spec.num_labels}; this model has "
+                        f"{model_num_labels}.")
+    return ds
 
 # %% ../nbs/03_losses.ipynb #eed0a301
 _ACTIVATIONS = {"identity": torch.nn.Identity, "sigmoid": torch.nn.Sigmoid}
 
-def loss_name(loss) -> str:
-    "The catalogue name of a loss given as a name, a class or an object."
-    name, _ = _contract_for(loss)
-    return name
-
-def model_activation_for(loss, # a loss name, class or object
+def model_activation_for(loss, # a `LossSpec`, or anything `loss_spec` takes
                         ) -> torch.nn.Module: # a fresh `Identity` or `Sigmoid`
     "The activation a cross-encoder trained with `loss` must apply when it predicts."
-    name = loss_name(loss)
-    return _ACTIVATIONS[LOSS_CATALOGUE[name].activation]()
+    return _ACTIVATIONS[loss_spec(loss).activation]()
 
 # %% ../nbs/03_losses.ipynb #8c914f6a
 class ActivationMismatch(ValueError): "A model or loss activation that does not fit the loss."
 
-def _loss_side(name: str) -> str:
+def _loss_side(spec: LossSpec) -> str:
     "The activation the loss itself applies: BCE has its sigmoid inside `BCEWithLogitsLoss`."
-    return "identity" if name == "BinaryCrossEntropyLoss" else LOSS_CATALOGUE[name].activation
+    return "identity" if spec.name == "BinaryCrossEntropyLoss" else spec.activation
 
+# %% ../nbs/03_losses.ipynb #8c914f6b
 def check_activation(model: CrossEncoder, # the cross-encoder to train
-                     loss, # a loss name, class or object
+                     loss, # a `LossSpec`, or anything `loss_spec` takes
                      loss_activation: torch.nn.Module|None=None, # an `activation_fn` meant for the loss, if any
                     ) -> CrossEncoder: # `model`, unchanged, when it fits
-    "Raise `ActivationMismatch`, naming the fix, when the model's or the loss's activation does not fit `loss`."
-    name, wanted = loss_name(loss), LOSS_CATALOGUE[loss_name(loss)].activation
-    have = type(model.activation_fn).__name__
-    if type(model.activation_fn) is not _ACTIVATIONS[wanted]:
-        raise ActivationMismatch(f"{name} needs a model that predicts with {_ACTIVATIONS[wanted].__name__}, this one uses {have}. "
-                                 f"Load it with load_reranker(base, loss='{name}'), or set model.activation_fn = torch.nn.{_ACTIVATIONS[wanted].__name__}().")
-    side = _loss_side(name)
-    if loss_activation is not None and type(loss_activation) is not _ACTIVATIONS[side]:
-        raise ActivationMismatch(f"{name} must apply {_ACTIVATIONS[side].__name__} to the logits, not {type(loss_activation).__name__}: "
-                                 "drop the activation_fn argument (its default is right).")
+    "Raise `ActivationMismatch`, naming the fix, when the model's or the loss's activation does not fit."
+    spec = loss_spec(loss)
+    wanted, have = _ACTIVATIONS[spec.activation].__name__, type(model.activation_fn).__name__
+    if type(model.activation_fn) is not _ACTIVATIONS[spec.activation]:
+        raise ActivationMismatch(f"{spec.name} needs a model that predicts with {wanted}, this one uses {have}. "
+                                 f"Load it with load_reranker(base, loss='{spec.name}'), or set "
+                                 f"model.activation_fn = torch.nn.{wanted}().")
+    side = _ACTIVATIONS[_loss_side(spec)].__name__
+    if loss_activation is not None and type(loss_activation) is not _ACTIVATIONS[_loss_side(spec)]:
+        raise ActivationMismatch(f"{spec.name} must apply {side} to the logits, not "
+                                 f"{type(loss_activation).__name__}: drop the activation_fn argument "
+                                 "(its default is right).")
     return model
 
 # %% ../nbs/03_losses.ipynb #d22a1fdc
@@ -105,10 +191,10 @@ def _label_column(ds: datasets.Dataset) -> str:
 
 def binary_cross_entropy_loss(model: CrossEncoder, # a cross-encoder with `num_labels=1`
                               train_dataset: datasets.Dataset, # (query, document, label) rows, labels in [0, 1]
-                              pos_weight: float|None=None, # None: the data's negative/positive ratio (1 for soft labels)
+                              pos_weight: float|None=None, # None: the data's negative/positive ratio (1: soft labels)
                              ) -> BinaryCrossEntropyLoss:
     "A `BinaryCrossEntropyLoss` whose `pos_weight` matches the data, after checking the data fits it."
-    check_dataset_for_loss(train_dataset, BinaryCrossEntropyLoss, model.num_labels)
+    check_dataset_for_loss(train_dataset, LOSS_SPECS["BinaryCrossEntropyLoss"], model.num_labels)
     if pos_weight is None:
         labels = torch.tensor(train_dataset[_label_column(train_dataset)], dtype=torch.float)
         positives, soft = float((labels >= 0.5).sum()), bool(((labels > 0) & (labels < 1)).any())
@@ -123,17 +209,8 @@ def _weighting(scheme) -> object:
         raise ValueError(f"Unknown weighting scheme '{scheme}'; pick one of {', '.join(WEIGHTING_SCHEMES)}.")
     return WEIGHTING_SCHEMES[scheme]()
 
-# %% ../nbs/03_losses.ipynb #084f0049
-def _check_lists(ds: datasets.Dataset, name: str):
-    "Listwise losses read a list of documents and a list of labels per row; pointwise ones read one of each."
-    wants_lists, first, source = LOSS_CONTRACTS[name].label == "list", ds[0], LOSS_CATALOGUE[name].mining_format
-    has_lists = isinstance(first[ds.column_names[1]], list)
-    if wants_lists != has_lists:
-        raise DataError(f"{name} reads {LOSS_CONTRACTS[name].inputs_text} rows, but column '{ds.column_names[1]}' holds "
-                        f"{'lists' if has_lists else 'single texts'}. " + (f"Mine with output_format='{source}'." if wants_lists else f"Its rows: {source}."))
-
 # %% ../nbs/03_losses.ipynb #ef0d3c2f
-def make_loss(loss, # a loss name such as "LambdaLoss", or its class
+def make_loss(loss, # a loss name such as "LambdaLoss", its class or its `LossSpec`
               model: CrossEncoder, # the cross-encoder to train, built with `load_reranker(base, loss=...)`
               train_dataset: datasets.Dataset, # rows in the loss's format (see `loss_table`)
               pos_weight: float|None=None, # BCE only; None: the data's negative/positive ratio
@@ -141,12 +218,12 @@ def make_loss(loss, # a loss name such as "LambdaLoss", or its class
               **kwargs, # passed to the loss, e.g. `mini_batch_size`
              ) -> torch.nn.Module:
     "Check `train_dataset` and `model` against `loss`, then build it with the right activation and weights."
-    name = loss_name(loss)
-    check_activation(model, name, kwargs.get("activation_fn"))
-    if name == "BinaryCrossEntropyLoss": return binary_cross_entropy_loss(model, train_dataset, pos_weight)
-    check_dataset_for_loss(train_dataset, name, model.num_labels)
-    _check_lists(train_dataset, name)
+    spec = loss_spec(loss)
+    check_activation(model, spec, kwargs.get("activation_fn"))
+    if spec.name == "BinaryCrossEntropyLoss": return binary_cross_entropy_loss(model, train_dataset, pos_weight)
+    check_dataset_for_loss(train_dataset, spec, model.num_labels)
     if weighting_scheme is not None:
-        if name != "LambdaLoss": raise ValueError(f"weighting_scheme is a LambdaLoss option; {name} does not take it.")
+        if spec.name != "LambdaLoss":
+            raise ValueError(f"weighting_scheme is a LambdaLoss option; {spec.name} does not take it.")
         kwargs["weighting_scheme"] = _weighting(weighting_scheme)
-    return getattr(ce_losses, name)(model, **kwargs)
+    return getattr(ce_losses, spec.name)(model, **kwargs)

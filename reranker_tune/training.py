@@ -22,8 +22,8 @@ from sentence_transformers.base.sampler import (DefaultBatchSampler, Proportiona
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from sentence_transformers.base.model_card import generate_model_card
 from .core import resolve_model, detect_device, detect_precision, seed_everything, hub_id, ModelNotFound
-from .data import DataError, check_dataset_for_loss, shape_of
-from .losses import model_activation_for, make_loss, loss_name, LOSS_CATALOGUE, _check_lists
+from .data import DataError, shape_of
+from .losses import loss_spec, model_activation_for, make_loss, check_dataset_for_loss
 
 # %% auto #0
 __all__ = ['MULTI_DATASET_SAMPLERS', 'HeadMismatch', 'classification_head_size', 'load_reranker', 'training_arguments',
@@ -220,7 +220,7 @@ class LengthGroupedWhere:
                                    valid_label_columns=valid_label_columns, generator=generator, seed=seed)
 
 # %% ../nbs/04_training.ipynb #15d4887b
-def _is_pointwise(loss) -> bool: return LOSS_CATALOGUE[loss_name(loss)].family == "pointwise"
+def _is_pointwise(loss) -> bool: return loss_spec(loss).family == "pointwise"
 
 def _batch_sampler(loss, # one loss, or a dict of losses by dataset name
                    train_datasets: dict|None=None, # the datasets, by name, when `loss` is a dict
@@ -237,7 +237,7 @@ def _checked_loss(loss, model: CrossEncoder, dataset: datasets.Dataset, name: st
     "`loss` built for (a name) or checked against (an object) one dataset; errors name the dataset."
     try:
         if isinstance(loss, str): return make_loss(loss, model, dataset)
-        check_dataset_for_loss(dataset, loss, model.num_labels); _check_lists(dataset, loss_name(loss))
+        check_dataset_for_loss(dataset, loss, model.num_labels)
         return loss
     except ValueError as error: raise type(error)(f"Dataset '{name}': {error}") from error
 
