@@ -15,9 +15,9 @@ from .core import hub_is_offline
 
 # %% auto #0
 __all__ = ['SHAPES', 'OPTIONAL_COLUMNS', 'ALIASES', 'PAIR_LABEL_ALIASES', 'SAMPLE_CLASSES', 'DataError', 'rows_error',
-           'read_source', 'detect_shape', 'class_ids', 'drop_duplicate_rows', 'normalise', 'load_source', 'shape_of',
-           'class_names_of', 'to_pairs', 'positives_by_query', 'split_by_query', 'sample_pairs', 'sample_pair_tasks',
-           'length_report']
+           'read_file', 'read_source', 'detect_shape', 'class_ids', 'drop_duplicate_rows', 'normalise', 'load_source',
+           'shape_of', 'class_names_of', 'to_pairs', 'as_pairs', 'as_texts', 'labelled_pairs_from_lists',
+           'positives_by_query', 'split_by_query', 'sample_pairs', 'sample_pair_tasks', 'length_report']
 
 # %% ../nbs/01_data.ipynb #cd36a823
 class DataError(ValueError):
@@ -69,15 +69,21 @@ def _read_sqlite(path: Path, table: str|None) -> pd.DataFrame:
         return pd.read_sql_query(f'select * from "{table}"', con)
 
 # %% ../nbs/01_data.ipynb #c1bd90ea
-def _read_file(path: Path, table: str|None=None) -> pd.DataFrame|datasets.Dataset:
+def read_file(path: str|Path, # a CSV, TSV, JSON, JSONL, Parquet, Arrow or SQLite file (optionally .gz), or a
+                              # `save_to_disk` folder
+              table: str|None=None, # SQLite table, when the database has several
+             ) -> pd.DataFrame|datasets.Dataset: # the rows as stored (a Dataset for Arrow), not yet checked
     "Read a local file or Arrow folder into a DataFrame (or a Dataset for Arrow)."
+    path = Path(path)
     if path.is_dir():
         try: return datasets.load_from_disk(str(path))
-        except FileNotFoundError: raise DataError(f"{path}: is a folder but not one written by Dataset.save_to_disk.") from None
+        except FileNotFoundError:
+            raise DataError(f"{path}: is a folder but not one written by Dataset.save_to_disk.") from None
     suffix = _suffix(path)
     if suffix in _TEXT_SUFFIXES: _check_utf8(path)
     try:
-        if suffix in (".csv", ".tsv"): return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
+        if suffix in (".csv", ".tsv"):
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
         if suffix == ".jsonl": return pd.read_json(path, lines=True, dtype=False)
         if suffix == ".json":
             try: return pd.read_json(path, dtype=False)
@@ -85,7 +91,8 @@ def _read_file(path: Path, table: str|None=None) -> pd.DataFrame|datasets.Datase
         if suffix == ".parquet": return pd.read_parquet(path)
         if suffix == ".arrow": return datasets.Dataset.from_file(str(path))
     except DataError: raise
-    except Exception as e: raise DataError(f"{path}: cannot be read as {suffix[1:]} ({type(e).__name__}: {e}).") from None
+    except Exception as e:
+        raise DataError(f"{path}: cannot be read as {suffix[1:]} ({type(e).__name__}: {e}).") from None
     if suffix in _SQLITE_SUFFIXES: return _read_sqlite(path, table)
     raise DataError(f"{path}: unknown file type '{suffix}'. Use CSV, TSV, JSON, JSONL, Parquet, Arrow or SQLite.")
 
@@ -113,7 +120,7 @@ def read_source(source, # path, Hub id, dict of lists, DataFrame or Dataset
     if isinstance(source, datasets.DatasetDict): source = source[split]
     if isinstance(source, datasets.Dataset): return source.to_pandas()
     path = Path(source).expanduser()
-    if path.exists(): data = _read_file(path, table)
+    if path.exists(): data = read_file(path, table)
     elif _looks_like_path(str(source)): raise DataError(f"{source}: no such file or folder.")
     else: data = _read_hub(str(source), subset, split)
     if isinstance(data, datasets.DatasetDict): data = data[split]
@@ -387,6 +394,51 @@ def to_pairs(ds: datasets.Dataset, # any canonical shape
         return ds.filter(lambda r: r["label"] >= threshold).select_columns(["query", "document"]).rename_column("document", "answer")
     rows = [(q, p) for q, ps in zip(ds["query"], ds["positive"]) for p in ps]
     return datasets.Dataset.from_dict({"query": [q for q, _ in rows], "answer": [p for _, p in rows]})
+
+# %% ../nbs/01_data.ipynb #d0b35d46
+def as_pairs(data, # a Dataset of any canonical shape, (query, answer) tuples, a dict of lists or a DataFrame
+            ) -> datasets.Dataset: # `query`, `answer`
+    "Positive (query, answer) pairs from whatever the user holds."
+    if isinstance(data, (list, tuple)):
+        if any(not isinstance(r, (list, tuple)) or len(r) != 2 for r in data):
+            raise DataError("A list of pairs must hold (query, answer) tuples.")
+        data = {"query": [q for q, _ in data], "answer": [a for _, a in data]}
+    if isinstance(data, datasets.Dataset) and data.column_names == ["query", "answer"]: pairs = data
+    else: pairs = to_pairs(load_source(data, extra_columns="drop"))
+    if len(pairs) == 0: raise DataError("No (query, answer) pairs: the data has no rows.")
+    return pairs
+
+# %% ../nbs/01_data.ipynb #319a99fa
+def as_texts(corpus, # None, a list, a `Column`, a Series or a one-column Dataset
+            ) -> list[str]|None: # a plain list of strings, or None
+    "A plain list of texts from any list-like corpus."
+    if corpus is None: return None
+    if isinstance(corpus, datasets.Dataset):
+        named = [c for c in ("answer", "document", "text") if c in corpus.column_names]
+        if not named and len(corpus.column_names) != 1:
+            raise DataError(f"Which column is the corpus? The dataset has {corpus.column_names}; "
+                            "pass ds['<column>'].")
+        corpus = corpus[(named or corpus.column_names)[0]]
+    texts = [str(t) for t in corpus]
+    if not texts: raise DataError("The corpus is empty: pass corpus=None to use the answers themselves.")
+    return texts
+
+# %% ../nbs/01_data.ipynb #1b304f2c
+def labelled_pairs_from_lists(lists: datasets.Dataset, # candidate lists (`query`, `positive`, `negative`)
+                              positives_per_query: int|None=None, # keep at most this many positives; None: all
+                              negatives_per_query: int|None=None, # keep at most this many negatives; None: all
+                              seed: int=12, # which ones are kept
+                             ) -> datasets.Dataset: # `query`, `document`, `label` (1.0 or 0.0)
+    "(query, document, label) rows from candidate lists, for pointwise losses."
+    if shape_of(lists) != "candidate_lists":
+        raise DataError(f"Not candidate lists: columns {lists.column_names}; load them with load_source.")
+    rng, rows = random.Random(seed), []
+    keep = lambda texts, k: list(texts) if k is None or len(texts) <= k else rng.sample(list(texts), k)
+    for q, positives, negatives in zip(lists["query"], lists["positive"], lists["negative"]):
+        rows += [(q, p, 1.0) for p in keep(positives, positives_per_query)]
+        rows += [(q, n, 0.0) for n in keep(negatives, negatives_per_query)]
+    query, document, label = (list(c) for c in zip(*rows)) if rows else ([], [], [])
+    return datasets.Dataset.from_dict({"query": query, "document": document, "label": label})
 
 # %% ../nbs/01_data.ipynb #e6b3df44
 def positives_by_query(pairs: datasets.Dataset, # `query`, `answer` rows

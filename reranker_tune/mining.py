@@ -13,12 +13,12 @@ import pandas as pd
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import mine_hard_negatives
 from .core import resolve_model, detect_device
-from .data import load_source, to_pairs, positives_by_query
+from .data import as_pairs, as_texts, positives_by_query
 
 # %% auto #0
-__all__ = ['MINING_PRESETS', 'load_embedder', 'as_pairs', 'as_texts', 'mining_preset', 'candidate_pool', 'model_fingerprint',
-           'cache_key', 'save_atomic', 'mined_triples', 'shortfall', 'mine_negatives', 'similarity_table',
-           'similarity_stats', 'plot_similarities', 'spot_check', 'bm25_eval_set']
+__all__ = ['MINING_PRESETS', 'load_embedder', 'mining_preset', 'candidate_pool', 'model_fingerprint', 'cache_key', 'save_atomic',
+           'mined_triples', 'shortfall', 'mine_negatives', 'similarity_table', 'similarity_stats', 'plot_similarities',
+           'spot_check', 'bm25_eval_set']
 
 # %% ../nbs/02_mining.ipynb #8c6094b1
 def load_embedder(name: str="all-MiniLM-L6-v2", # short name, local folder or Hub id
@@ -26,33 +26,6 @@ def load_embedder(name: str="all-MiniLM-L6-v2", # short name, local folder or Hu
                  ) -> SentenceTransformer:
     "The bi-encoder used for mining and as the first-stage retriever."
     return SentenceTransformer(resolve_model(name), device=device or detect_device())
-
-# %% ../nbs/02_mining.ipynb #d0b35d46
-def as_pairs(data, # a Dataset of any canonical shape, (query, answer) tuples, a dict of lists or a DataFrame
-            ) -> datasets.Dataset: # `query`, `answer`
-    "Positive (query, answer) pairs from whatever the user holds."
-    if isinstance(data, (list, tuple)):
-        if any(not isinstance(r, (list, tuple)) or len(r) != 2 for r in data):
-            raise ValueError("A list of pairs must hold (query, answer) tuples.")
-        data = {"query": [q for q, _ in data], "answer": [a for _, a in data]}
-    if isinstance(data, datasets.Dataset) and data.column_names == ["query", "answer"]: pairs = data
-    else: pairs = to_pairs(load_source(data, extra_columns="drop"))
-    if len(pairs) == 0: raise ValueError("No (query, answer) pairs to mine: the data has no rows.")
-    return pairs
-
-# %% ../nbs/02_mining.ipynb #319a99fa
-def as_texts(corpus, # None, a list, a `Column`, a Series or a one-column Dataset
-            ) -> list[str]|None: # a plain list of strings, or None
-    "A plain list of texts from any list-like corpus."
-    if corpus is None: return None
-    if isinstance(corpus, datasets.Dataset):
-        named = [c for c in ("answer", "document", "text") if c in corpus.column_names]
-        if not named and len(corpus.column_names) != 1:
-            raise ValueError(f"Which column is the corpus? The dataset has {corpus.column_names}; pass ds['<column>'].")
-        corpus = corpus[(named or corpus.column_names)[0]]
-    texts = [str(t) for t in corpus]
-    if not texts: raise ValueError("The corpus is empty: pass corpus=None to mine among the answers themselves.")
-    return texts
 
 # %% ../nbs/02_mining.ipynb #bfca1726
 MINING_PRESETS = {
@@ -142,7 +115,8 @@ def mined_triples(mined: datasets.Dataset, # output of `mine_negatives`, any for
         pos, neg = df[df.label == 1], df[df.label == 0]
         return pos.merge(neg, on="query", suffixes=("_p", "_n"))[["query", "answer_p", "answer_n"]].set_axis(["query", "positive", "negative"], axis=1)
     if "labels" in cols:
-        rows = [(q, d, n) for q, docs, ls in zip(df["query"], df["answer"], df["labels"]) for d in [docs[list(ls).index(1)]] for n, l in zip(docs, ls) if l == 0]
+        rows = [(q, docs[list(ls).index(1)], n) for q, docs, ls in zip(df["query"], df["documents"], df["labels"])
+                for n, l in zip(docs, ls) if l == 0]
     else:
         negs = [c for c in cols if c.startswith("negative_")]
         rows = [(r["query"], r["answer"], r[c]) for _, r in df.iterrows() for c in negs]
@@ -192,6 +166,13 @@ def _shortfall_warning(pairs, mined, per_query, range_max, **knobs):
         warnings.warn(f"{short['queries_short']} of {short['queries']} queries ({short['share_short']:.1%}) got fewer than "
                       f"{per_query} negatives: {', '.join(fixes)} (range_max={range_max}).")
 
+# %% ../nbs/02_mining.ipynb #5d0c7e11
+def _documents_column(mined: datasets.Dataset) -> datasets.Dataset:
+    "Labelled lists hold their candidates in `documents`, so that `answer` is one text in every shape."
+    if "labels" in mined.column_names and "answer" in mined.column_names:
+        return mined.rename_column("answer", "documents")
+    return mined
+
 # %% ../nbs/02_mining.ipynb #b99573e3
 def mine_negatives(pairs, # `query`, `answer` rows (the training split), or anything `as_pairs` takes
                    embedder: SentenceTransformer, # the retriever used to find look-alikes
@@ -226,7 +207,7 @@ def mine_negatives(pairs, # `query`, `answer` rows (the training split), or anyt
                   random_from=random_from, sampling_strategy=sampling_strategy, output_format=output_format, absolute_margin=absolute_margin,
                   relative_margin=relative_margin, seed=seed, model=model_fingerprint(embedder), cross_encoder=model_fingerprint(cross_encoder), **kwargs)
     folder = Path(cache_folder)/"mined"/cache_key({"query": pairs["query"], "answer": pairs["answer"], "pool": pool}, params) if cache_folder else None
-    if folder is not None and folder.exists(): return datasets.load_from_disk(str(folder))
+    if folder is not None and folder.exists(): return _documents_column(datasets.load_from_disk(str(folder)))
     if cache_folder: kwargs["cache_folder"] = str(Path(cache_folder)/"embeddings"/params["model"])
     common = dict(output_format=output_format, batch_size=batch_size, verbose=verbose, cross_encoder=cross_encoder, **kwargs)
     random.seed(seed) # `mine_hard_negatives` samples with the global `random`
@@ -237,6 +218,7 @@ def mine_negatives(pairs, # `query`, `answer` rows (the training split), or anyt
         easy = _mine(pairs, embedder, pool, num_negatives=random_negatives, range_min=random_from, range_max=range_max,
                      sampling_strategy="random", **common)
         mined = _merge(mined, easy, output_format, seed)
+    mined = _documents_column(mined)
     if not kwargs.get("include_positives"):
         _shortfall_warning(pairs, mined, num_negatives + random_negatives, range_max, range_min=range_min,
                            absolute_margin=absolute_margin, relative_margin=relative_margin, max_score=kwargs.get("max_score"))

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Callable
 import contextlib, logging
 import torch, datasets, yaml, transformers
+import pandas as pd
+from sentence_transformers.util.dataset import DEFAULT_LABEL_COLUMNS
 from torch.utils.data import ConcatDataset, RandomSampler
 from huggingface_hub import hf_hub_download
 from transformers import EarlyStoppingCallback, TrainerCallback
@@ -22,7 +24,7 @@ from sentence_transformers.base.sampler import (DefaultBatchSampler, Proportiona
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from sentence_transformers.base.model_card import generate_model_card
 from .core import resolve_model, detect_device, detect_precision, seed_everything, hub_id, ModelNotFound
-from .data import DataError, shape_of
+from .data import DataError, shape_of, read_file, labelled_pairs_from_lists
 from .losses import loss_spec, model_activation_for, make_loss, check_dataset_for_loss
 
 # %% auto #0
@@ -30,8 +32,7 @@ __all__ = ['MULTI_DATASET_SAMPLERS', 'HeadMismatch', 'classification_head_size',
            'save_model', 'train_reranker', 'LengthGroupedBatchSampler', 'padding_share', 'batches_per_epoch',
            'LengthGroupedWhere', 'metric_key', 'enable_tf32', 'fine_tune_arguments', 'dev_evaluation_steps',
            'EvaluateLastStep', 'fine_tune', 'write_model_card', 'fine_tune_stages', 'transfer_then_adapt',
-           'labelled_pairs_from_lists', 'largest_batch_size', 'training_step', 'ConfigError', 'train_from_config',
-           'main']
+           'largest_batch_size', 'training_step', 'ConfigError', 'train_from_config', 'main']
 
 # %% ../nbs/04_training.ipynb #752ca771
 class HeadMismatch(ValueError): "A requested head size that differs from the size of the checkpoint's trained head."
@@ -447,20 +448,6 @@ def transfer_then_adapt(model: CrossEncoder, # from `load_reranker`
     "TANDA: fine-tune on a large related set, then on the target set; only the adapted model is saved."
     return fine_tune_stages(model, [first, then], output_dir, save_to=save_to, **common)
 
-# %% ../nbs/04_training.ipynb #1b304f2c
-def labelled_pairs_from_lists(lists: datasets.Dataset, # candidate lists (`query`, `positive`, `negative`), e.g. from `load_source`
-                              positives_per_query: int|None=None, # keep at most this many positives per query; None: all
-                              negatives_per_query: int|None=None, # keep at most this many negatives per query; None: all
-                              seed: int=12, # which ones are kept
-                             ) -> datasets.Dataset: # `query`, `document`, `label` (1.0 or 0.0)
-    "(query, document, label) rows from candidate lists, for pointwise losses."
-    if shape_of(lists) != "candidate_lists": raise DataError(f"Not candidate lists: columns {lists.column_names}; load them with load_source.")
-    rng, rows = random.Random(seed), []
-    keep = lambda texts, k: list(texts) if k is None or len(texts) <= k else rng.sample(list(texts), k)
-    for q, positives, negatives in zip(lists["query"], lists["positive"], lists["negative"]):
-        rows += [(q, p, 1.0) for p in keep(positives, positives_per_query)] + [(q, n, 0.0) for n in keep(negatives, negatives_per_query)]
-    return datasets.Dataset.from_dict({"query": [r[0] for r in rows], "document": [r[1] for r in rows], "label": [r[2] for r in rows]})
-
 # %% ../nbs/04_training.ipynb #4f1e1f6d
 def largest_batch_size(step: Callable[[int], object], # runs one training step at a batch size; may raise OOM
                        start: int=512, # the first batch size tried
@@ -491,13 +478,14 @@ def training_step(model: CrossEncoder, # the model to probe
     return step
 
 # %% ../nbs/04_training.ipynb #2ec63a64
-def _read_rows(path: str|Path) -> datasets.Dataset:
-    "Training rows from a `save_to_disk` folder or a JSON Lines / CSV / Parquet file."
-    path = Path(path)
-    if path.is_dir(): return datasets.load_from_disk(str(path))
-    kind = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}.get(path.suffix.lower())
-    if kind is None: raise ValueError(f"{path}: train_data must be a .jsonl, .json, .csv or .parquet file, or a save_to_disk folder.")
-    return datasets.load_dataset(kind, data_files=str(path), split="train")
+def _training_rows(path: str|Path) -> datasets.Dataset:
+    "Training rows from any file `read_file` reads; label columns as numbers (CSV gives text)."
+    rows = read_file(path)
+    if isinstance(rows, datasets.DatasetDict): rows = rows["train"]
+    if isinstance(rows, datasets.Dataset): return rows
+    text = [c for c in DEFAULT_LABEL_COLUMNS if c in rows.columns and all(isinstance(v, str) for v in rows[c])]
+    rows = rows.assign(**{c: pd.to_numeric(rows[c]) for c in text})
+    return datasets.Dataset.from_pandas(rows, preserve_index=False)
 
 # %% ../nbs/04_training.ipynb #9e58fd20
 _MODEL_KEYS = ("max_length", "num_labels", "device", "trust_remote_code")
@@ -541,7 +529,7 @@ def train_from_config(config: str|Path|dict, # a YAML file, or its content as a 
     "`fine_tune` with the base model, the loss, the data and every option read from a config."
     cfg, source = _read_config(config)
     _check_config(cfg, source)
-    rows = _read_rows(cfg.pop("train_data"))
+    rows = _training_rows(cfg.pop("train_data"))
     base, loss_cfg = cfg.pop("base"), cfg.pop("loss")
     model = load_reranker(base, loss=loss_cfg, **{k: cfg.pop(k) for k in _MODEL_KEYS if k in cfg})
     loss = make_loss(loss_cfg, model, rows, **cfg.pop("loss_options", {}))
