@@ -23,11 +23,13 @@ class LossSpec:
     "What one loss needs from the data and the model, and where its rows come from."
     name: str # the class name in `sentence_transformers.cross_encoder.losses`
     family: str # "pointwise", "in-batch", "pairwise", "listwise"
-    activation: str # applied to the logits by the loss and by the model's `predict`: "identity", "sigmoid"
+    # applied to the logits by the loss and by the model's `predict`: "identity", "sigmoid"
+    activation: str
     inputs: tuple[int, int|None] # least and most input columns (None: no upper bound)
     label: str|None # None, "binary" (0/1 or in [0, 1]), "float", "class", "list" (one per document)
     inputs_text: str # the inputs, as the documentation writes them
-    mining_format: str # `mine_negatives(output_format=...)` that produces its rows, or how to get them
+    # `mine_negatives(output_format=...)` that produces its rows, or how to get them
+    mining_format: str
     num_labels: int|None = 1 # model outputs; None: one per class
     task: str = "reranking" # "reranking", "pair classification", "similarity", "distillation"
     note: str = "" # when to pick it
@@ -67,7 +69,8 @@ def loss_spec(loss, # a `LossSpec`, a loss name such as "LambdaLoss", a loss cla
     "The spec of a loss given as a spec, a name, a class or an object."
     if isinstance(loss, LossSpec): return loss
     name = loss if isinstance(loss, str) else getattr(loss, "__name__", type(loss).__name__)
-    if name not in LOSS_SPECS: raise KeyError(f"Unknown loss '{name}'; known: {', '.join(LOSS_SPECS)}.")
+    if name not in LOSS_SPECS:
+        raise KeyError(f"Unknown loss '{name}'; known: {', '.join(LOSS_SPECS)}.")
     return LOSS_SPECS[name]
 
 # %% ../nbs/03_losses.ipynb #a170747d
@@ -89,7 +92,8 @@ def _check_label_values(ds, column, spec: LossSpec):
     values = ds[column]
     if spec.label == "binary":
         bad = [i for i, v in enumerate(values) if not 0 <= v <= 1]
-        if bad: raise rows_error("dataset", column, bad, f"is outside [0, 1], which {spec.name} needs",
+        if bad:
+            raise rows_error("dataset", column, bad, f"is outside [0, 1], which {spec.name} needs",
                                  "Rescale the labels, or use MSELoss for unbounded scores.")
     if spec.label == "class":
         bad = [i for i, v in enumerate(values) if float(v) != int(v) or v < 0]
@@ -124,7 +128,8 @@ def _check_lists(ds: datasets.Dataset, spec: LossSpec):
 # %% ../nbs/03_losses.ipynb #5f5539e4
 def check_dataset_for_loss(ds: datasets.Dataset, # the training dataset, columns in the order the loss reads them
                            loss, # a `LossSpec`, or anything `loss_spec` takes
-                           model_num_labels: int|None=None, # the cross-encoder's `num_labels`, if known
+                           # the cross-encoder's `num_labels`, if known
+                           model_num_labels: int|None=None,
                           ) -> datasets.Dataset: # `ds`, unchanged, when it fits
     "Check `ds` (and the model) against what a loss reads; the error says how to fix a mismatch."
     spec = loss_spec(loss)
@@ -168,7 +173,8 @@ def _loss_side(spec: LossSpec) -> str:
 # %% ../nbs/03_losses.ipynb #8c914f6b
 def check_activation(model: CrossEncoder, # the cross-encoder to train
                      loss, # a `LossSpec`, or anything `loss_spec` takes
-                     loss_activation: torch.nn.Module|None=None, # an `activation_fn` meant for the loss, if any
+                     # an `activation_fn` meant for the loss, if any
+                     loss_activation: torch.nn.Module|None=None,
                     ) -> CrossEncoder: # `model`, unchanged, when it fits
     "Raise `ActivationMismatch`, naming the fix, when the model's or the loss's activation does not fit."
     spec = loss_spec(loss)
@@ -190,8 +196,10 @@ def _label_column(ds: datasets.Dataset) -> str:
     return next(c for c in DEFAULT_LABEL_COLUMNS if c in ds.column_names)
 
 def binary_cross_entropy_loss(model: CrossEncoder, # a cross-encoder with `num_labels=1`
-                              train_dataset: datasets.Dataset, # (query, document, label) rows, labels in [0, 1]
-                              pos_weight: float|None=None, # None: the data's negative/positive ratio (1: soft labels)
+                              # (query, document, label) rows, labels in [0, 1]
+                              train_dataset: datasets.Dataset,
+                              # None: the data's negative/positive ratio (1: soft labels)
+                              pos_weight: float|None=None,
                              ) -> BinaryCrossEntropyLoss:
     "A `BinaryCrossEntropyLoss` whose `pos_weight` matches the data, after checking the data fits it."
     check_dataset_for_loss(train_dataset, LOSS_SPECS["BinaryCrossEntropyLoss"], model.num_labels)
@@ -211,16 +219,19 @@ def _weighting(scheme) -> object:
 
 # %% ../nbs/03_losses.ipynb #ef0d3c2f
 def make_loss(loss, # a loss name such as "LambdaLoss", its class or its `LossSpec`
-              model: CrossEncoder, # the cross-encoder to train, built with `load_reranker(base, loss=...)`
+              # the cross-encoder to train, built with `load_reranker(base, loss=...)`
+              model: CrossEncoder,
               train_dataset: datasets.Dataset, # rows in the loss's format (see `loss_table`)
               pos_weight: float|None=None, # BCE only; None: the data's negative/positive ratio
-              weighting_scheme: str|object|None=None, # LambdaLoss only: a name in `WEIGHTING_SCHEMES` or an object
+              # LambdaLoss only: a name in `WEIGHTING_SCHEMES` or an object
+              weighting_scheme: str|object|None=None,
               **kwargs, # passed to the loss, e.g. `mini_batch_size`
              ) -> torch.nn.Module:
     "Check `train_dataset` and `model` against `loss`, then build it with the right activation and weights."
     spec = loss_spec(loss)
     check_activation(model, spec, kwargs.get("activation_fn"))
-    if spec.name == "BinaryCrossEntropyLoss": return binary_cross_entropy_loss(model, train_dataset, pos_weight)
+    if spec.name == "BinaryCrossEntropyLoss":
+        return binary_cross_entropy_loss(model, train_dataset, pos_weight)
     check_dataset_for_loss(train_dataset, spec, model.num_labels)
     if weighting_scheme is not None:
         if spec.name != "LambdaLoss":

@@ -4,7 +4,7 @@ from sentence_transformers.cross_encoder import losses as ce_losses
 from reranker_tune.data import DataError
 from reranker_tune.losses import (LOSS_SPECS, WEIGHTING_SCHEMES, ActivationMismatch, make_loss, loss_table,
                                   model_activation_for, check_activation)
-from reranker_tune.training import load_reranker, training_arguments, train_reranker
+from reranker_tune.training import load_reranker, fine_tune
 
 Q = ["how deep to plant garlic", "when to prune roses", "how often to water a cactus", "what soil for blueberries"]
 D = ["5 cm deep, tip up", "late winter, before buds open", "rarely: soak, then let it dry", "acidic, pH 4.5 to 5.5"]
@@ -25,9 +25,8 @@ def rows_for(name: str) -> datasets.Dataset:
 def one_step(model, loss, rows, tmp_path):
     "Train one step and return how far the weights moved."
     before = [p.detach().clone() for p in model.parameters()]
-    args = training_arguments(tmp_path/"ck", max_steps=1, batch_size=4, learning_rate=1e-2, precision="fp32",
-                              disable_tqdm=True, logging_steps=1, warmup=0.0)
-    train_reranker(model, rows, loss, args)
+    fine_tune(model, rows, loss, tmp_path/"ck", max_steps=1, batch_size=4, learning_rate=1e-2, precision="fp32",
+              disable_tqdm=True, warmup=0.0, save_strategy="no", report_to="none")
     return max(float((p.detach() - b).abs().max()) for p, b in zip(model.parameters(), before))
 
 CASES = [(name, None) for name in LOSS_SPECS] + [("LambdaLoss", s) for s in WEIGHTING_SCHEMES]
