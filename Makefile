@@ -17,7 +17,7 @@ PINS := sentence-transformers[train]==6.2.0 transformers==5.23.0 datasets==5.2.0
 	nbdev==2.4.14 fastcore==1.14.5 execnb==0.1.18 ghapi==1.1.1 fastgit==0.0.6 pytest==9.2.0 tensorboard==2.21.0 \
 	onnx==1.23.2 onnxruntime==1.32.0
 
-.PHONY: demo test install sync export clean-nbs docs
+.PHONY: demo test install sync export clean-nbs check-outputs readme docs
 
 $(VENV)/.installed: settings.ini setup.py Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,42 +44,24 @@ test: sync
 export: install
 	$(VENV)/bin/nbdev_export
 
-# Drop what progress-bar widgets leave in executed notebooks (widget views and their state) and the kernel
-# launcher's transport warnings that papermill runs inside a notebook print, then nbdev_clean.
+# Strip from executed notebooks' stored outputs what can be stripped mechanically (progress-bar widgets, the
+# kernel launcher's transport warnings, ANSI codes, absolute path prefixes), then nbdev_clean. `check-outputs`
+# lists what is left that only a re-run can fix (library chatter, "No log" columns); tests/test_notebooks.py runs it.
 clean-nbs: install
-	$(PY) -c "$$STRIP_WIDGETS" nbs/*.ipynb
+	$(PY) tools/docsite.py clean-outputs nbs/*.ipynb
 	$(VENV)/bin/nbdev_clean
 
-define STRIP_WIDGETS
-import json, sys
-for path in sys.argv[1:]:
-    nb = json.load(open(path)); nb['metadata'].pop('widgets', None)
-    for cell in (c for c in nb['cells'] if c['cell_type'] == 'code'):
-        cell['outputs'] = [o for o in cell['outputs'] if 'application/vnd.jupyter.widget-view+json' not in o.get('data', {})]
-        for o in (o for o in cell['outputs'] if o.get('output_type') == 'stream'):
-            text = o['text'] if isinstance(o['text'], str) else ''.join(o['text'])
-            o['text'] = ''.join(l for l in text.splitlines(True) if not l.startswith('[IPKernelApp] WARNING'))
-        cell['outputs'] = [o for o in cell['outputs'] if o.get('output_type') != 'stream' or o['text'].strip()]
-    open(path, 'w').write(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
-endef
-export STRIP_WIDGETS
+check-outputs: install
+	$(PY) tools/docsite.py check-outputs nbs/*.ipynb
 
-# The docs site without Quarto: nbdev's notebook processing into _proc/, then smalldocs (a pure-Python renderer
-# of Quarto projects) into _docs/, failing on broken internal links. Where Quarto is installed, `nbdev_docs` renders the same _quarto.yml.
+# README.md is the site's home page, nbs/index.ipynb, written out (tests/test_docs.py checks that they agree).
+readme: install
+	$(PY) tools/docsite.py readme nbs/index.ipynb
+
+# The docs site without Quarto (tools/docsite.py): nbdev's notebook processing into _proc/, pages named by their
+# `output-file` as Quarto names them, links between pages made relative, then smalldocs (a pure-Python renderer of
+# Quarto projects) into _docs/, with a search index that works from file://. Fails on any broken link: pages,
+# anchors, images, CSS and JS assets. Where Quarto is installed, `nbdev_docs` renders the same _quarto.yml.
 docs: install
-	rm -rf _proc _docs
-	$(PY) -c "$$PROC_NBS"
-	rm -rf _proc/runs
-	cd _proc && $(CURDIR)/$(VENV)/bin/smalldocs render . 2>&1 | tee smalldocs.log
-	@! grep "broken link" _proc/smalldocs.log || { echo "broken links in the docs"; exit 1; }
-	mv _proc/_docs _docs
+	$(PY) tools/docsite.py build
 	@echo "Docs in _docs/index.html"
-
-define PROC_NBS
-import nbdev.doclinks
-from nbdev.config import get_config
-from nbdev.quarto import refresh_quarto_yml
-from nbdev.serve import proc_nbs
-refresh_quarto_yml(); nbdev.doclinks._build_modidx(); proc_nbs(get_config().nbs_path, n_workers=0)
-endef
-export PROC_NBS

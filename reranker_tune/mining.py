@@ -13,12 +13,12 @@ import pandas as pd
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import mine_hard_negatives
 from .core import resolve_model, detect_device
-from .data import load_source, to_pairs, positives_by_query
+from .data import as_pairs, as_texts, positives_by_query
 
 # %% auto #0
-__all__ = ['MINING_PRESETS', 'load_embedder', 'as_pairs', 'as_texts', 'mining_preset', 'candidate_pool', 'model_fingerprint',
-           'cache_key', 'save_atomic', 'mined_triples', 'shortfall', 'mine_negatives', 'similarity_table',
-           'similarity_stats', 'plot_similarities', 'spot_check', 'bm25_eval_set']
+__all__ = ['MINING_PRESETS', 'load_embedder', 'mining_preset', 'candidate_pool', 'model_fingerprint', 'cache_key', 'save_atomic',
+           'mined_triples', 'shortfall', 'mine_negatives', 'similarity_table', 'similarity_stats', 'plot_similarities',
+           'spot_check', 'bm25_eval_set']
 
 # %% ../nbs/02_mining.ipynb #8c6094b1
 def load_embedder(name: str="all-MiniLM-L6-v2", # short name, local folder or Hub id
@@ -27,40 +27,15 @@ def load_embedder(name: str="all-MiniLM-L6-v2", # short name, local folder or Hu
     "The bi-encoder used for mining and as the first-stage retriever."
     return SentenceTransformer(resolve_model(name), device=device or detect_device())
 
-# %% ../nbs/02_mining.ipynb #d0b35d46
-def as_pairs(data, # a Dataset of any canonical shape, (query, answer) tuples, a dict of lists or a DataFrame
-            ) -> datasets.Dataset: # `query`, `answer`
-    "Positive (query, answer) pairs from whatever the user holds."
-    if isinstance(data, (list, tuple)):
-        if any(not isinstance(r, (list, tuple)) or len(r) != 2 for r in data):
-            raise ValueError("A list of pairs must hold (query, answer) tuples.")
-        data = {"query": [q for q, _ in data], "answer": [a for _, a in data]}
-    if isinstance(data, datasets.Dataset) and data.column_names == ["query", "answer"]: pairs = data
-    else: pairs = to_pairs(load_source(data, extra_columns="drop"))
-    if len(pairs) == 0: raise ValueError("No (query, answer) pairs to mine: the data has no rows.")
-    return pairs
-
-# %% ../nbs/02_mining.ipynb #319a99fa
-def as_texts(corpus, # None, a list, a `Column`, a Series or a one-column Dataset
-            ) -> list[str]|None: # a plain list of strings, or None
-    "A plain list of texts from any list-like corpus."
-    if corpus is None: return None
-    if isinstance(corpus, datasets.Dataset):
-        named = [c for c in ("answer", "document", "text") if c in corpus.column_names]
-        if not named and len(corpus.column_names) != 1:
-            raise ValueError(f"Which column is the corpus? The dataset has {corpus.column_names}; pass ds['<column>'].")
-        corpus = corpus[(named or corpus.column_names)[0]]
-    texts = [str(t) for t in corpus]
-    if not texts: raise ValueError("The corpus is empty: pass corpus=None to mine among the answers themselves.")
-    return texts
-
 # %% ../nbs/02_mining.ipynb #bfca1726
 MINING_PRESETS = {
-    "seed": dict(num_negatives=5, range_min=0, range_max=100, sampling_strategy="top", output_format="labeled-pair"),
+    "seed": dict(num_negatives=5, range_min=0, range_max=100, sampling_strategy="top",
+                 output_format="labeled-pair"),
     "evaluation": dict(num_negatives=30, include_positives=True, output_format="n-tuple"),
     "labeled-pair": dict(num_negatives=5, range_max=100, output_format="labeled-pair"),
     "triplet": dict(num_negatives=1, range_min=3, range_max=50, output_format="triplet"),
-    "n-tuple": dict(num_negatives=5, range_min=3, range_max=50, relative_margin=0.05, output_format="n-tuple"),
+    "n-tuple": dict(num_negatives=5, range_min=3, range_max=50, relative_margin=0.05,
+                    output_format="n-tuple"),
     "labeled-list": dict(num_negatives=10, range_max=100, output_format="labeled-list"),
 }
 
@@ -68,7 +43,8 @@ def mining_preset(name: str, # a key of `MINING_PRESETS`
                   **overrides, # arguments that replace the preset's
                  ) -> dict: # keyword arguments for `mine_negatives`
     "The keyword arguments of a named mining recipe, with `overrides` applied."
-    if name not in MINING_PRESETS: raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(MINING_PRESETS)}.")
+    if name not in MINING_PRESETS:
+        raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(MINING_PRESETS)}.")
     return {**MINING_PRESETS[name], **overrides}
 
 # %% ../nbs/02_mining.ipynb #9fa1c5be
@@ -80,13 +56,18 @@ def candidate_pool(pairs: datasets.Dataset, # `query`, `answer` rows
     answers = list(pairs["answer"]); known = set(answers)
     excluded = set(str(t) for t in exclude) if exclude is not None else set()
     if corpus is not None and exclude is None:
-        warnings.warn("A corpus without exclude=: if it holds evaluation answers, they can become training negatives. "
+        warnings.warn("A corpus without exclude=: if it holds evaluation answers, they can become "
+                      "training negatives. "
                       "Pass exclude=<evaluation answers> (or exclude=[] when there are none).")
     if corpus is not None:
         missing = len(known - set(corpus))
-        if missing: warnings.warn(f"{missing} of {len(known)} positives are not in the corpus; they were added as candidates.")
+        if missing:
+            warnings.warn(f"{missing} of {len(known)} positives are not in the corpus; they were "
+                          "added as candidates.")
     stuck = len(known & excluded)
-    if stuck: warnings.warn(f"{stuck} excluded texts are also training positives and stay candidates; drop those pairs to exclude them.")
+    if stuck:
+        warnings.warn(f"{stuck} excluded texts are also training positives and stay candidates; "
+                      "drop those pairs to exclude them.")
     if corpus is None and not excluded: return None
     return [t for t in dict.fromkeys((corpus or []) + answers) if t not in excluded or t in known]
 
@@ -95,17 +76,22 @@ def _check_enough(pairs, pool, num_negatives, random_negatives):
     "Refuse a request for more negatives per query than the pool can give."
     n = len(pool) if pool is not None else len(set(pairs["answer"]))
     if num_negatives + random_negatives > n - 1:
-        raise ValueError(f"Cannot mine {num_negatives}+{random_negatives} negatives per query from {n} candidate documents "
-                         f"(one of them is the positive): lower num_negatives/random_negatives or pass a larger corpus.")
+        raise ValueError(f"Cannot mine {num_negatives}+{random_negatives} negatives per query from "
+                         f"{n} candidate documents "
+                         "(one of them is the positive): lower num_negatives/random_negatives or "
+                         "pass a larger corpus.")
 
 # %% ../nbs/02_mining.ipynb #16e861f7
 def model_fingerprint(model) -> str:
     "A short hash of a model's path and a sample of its weights ('none' for no model)."
     if model is None: return "none"
-    configs = [m.config for m in model.modules() if hasattr(getattr(m, "config", None), "_name_or_path")]
-    h = hashlib.sha256(f"{type(model).__name__}|{configs[0]._name_or_path if configs else ''}".encode())
+    configs = [m.config for m in model.modules()
+               if hasattr(getattr(m, "config", None), "_name_or_path")]
+    path = configs[0]._name_or_path if configs else ""
+    h = hashlib.sha256(f"{type(model).__name__}|{path}".encode())
     params = list(model.parameters())
-    for p in params[:2] + params[-2:]: h.update(p.detach().flatten()[:100_000].float().cpu().numpy().tobytes())
+    for p in params[:2] + params[-2:]:
+        h.update(p.detach().flatten()[:100_000].float().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
 
 def cache_key(texts: dict, # name -> list of texts (queries, answers, corpus, exclude)
@@ -137,12 +123,17 @@ def mined_triples(mined: datasets.Dataset, # output of `mine_negatives`, any for
                  ) -> pd.DataFrame: # `query`, `positive`, `negative`
     "Every (query, positive, negative) combination in a mined dataset."
     df, cols = mined.to_pandas(), mined.column_names
-    if "negative" in cols: return df[["query", "answer", "negative"]].set_axis(["query", "positive", "negative"], axis=1)
+    if "negative" in cols:
+        return df[["query", "answer", "negative"]].set_axis(["query", "positive", "negative"],
+                                                            axis=1)
     if "label" in cols:
         pos, neg = df[df.label == 1], df[df.label == 0]
-        return pos.merge(neg, on="query", suffixes=("_p", "_n"))[["query", "answer_p", "answer_n"]].set_axis(["query", "positive", "negative"], axis=1)
+        both = pos.merge(neg, on="query", suffixes=("_p", "_n"))[["query", "answer_p", "answer_n"]]
+        return both.set_axis(["query", "positive", "negative"], axis=1)
     if "labels" in cols:
-        rows = [(q, d, n) for q, docs, ls in zip(df["query"], df["answer"], df["labels"]) for d in [docs[list(ls).index(1)]] for n, l in zip(docs, ls) if l == 0]
+        lists = zip(df["query"], df["documents"], df["labels"])
+        rows = [(q, docs[list(ls).index(1)], n) for q, docs, ls in lists
+                for n, l in zip(docs, ls) if l == 0]
     else:
         negs = [c for c in cols if c.startswith("negative_")]
         rows = [(r["query"], r["answer"], r[c]) for _, r in df.iterrows() for c in negs]
@@ -155,91 +146,131 @@ def shortfall(pairs, # the pairs that were mined
              ) -> dict: # queries, queries_short, share_short
     "How many queries got fewer negatives than asked (dropped rows count as zero)."
     pairs = as_pairs(pairs)
-    got = mined_triples(mined).drop_duplicates(["query", "negative"]).groupby("query").size() if len(mined) else pd.Series(dtype=int)
+    triples = mined_triples(mined).drop_duplicates(["query", "negative"]) if len(mined) else None
+    got = triples.groupby("query").size() if triples is not None else pd.Series(dtype=int)
     queries = list(dict.fromkeys(pairs["query"]))
     short = sum(got.get(q, 0) < per_query for q in queries)
-    return dict(queries=len(queries), queries_short=int(short), share_short=float(short/len(queries)))
+    return dict(queries=len(queries), queries_short=int(short),
+                share_short=float(short/len(queries)))
 
 # %% ../nbs/02_mining.ipynb #4887d1ce
 def _mine(pairs, embedder, corpus, **kwargs) -> datasets.Dataset:
     "One call of `mine_hard_negatives` on `query`, `answer` pairs, with a plain list as corpus."
-    return mine_hard_negatives(pairs.select_columns(["query", "answer"]), embedder, anchor_column_name="query",
+    return mine_hard_negatives(pairs.select_columns(["query", "answer"]), embedder,
+                               anchor_column_name="query",
                                positive_column_name="answer", corpus=corpus, **kwargs)
 
 # %% ../nbs/02_mining.ipynb #6e75f1e3
-def _merge(hard: datasets.Dataset, easy: datasets.Dataset, output_format: str, seed: int) -> datasets.Dataset:
+def _merge(hard: datasets.Dataset, easy: datasets.Dataset, output_format: str,
+           seed: int) -> datasets.Dataset:
     "Hard and random negatives in one dataset of the same format."
     if output_format == "labeled-pair": easy = easy.filter(lambda r: r["label"] == 0)
-    if output_format in ("labeled-pair", "triplet"): return datasets.concatenate_datasets([hard, easy]).shuffle(seed=seed)
-    key = (lambda r: (r["query"], r["answer"][0])) if output_format == "labeled-list" else (lambda r: (r["query"], r["answer"]))
+    if output_format in ("labeled-pair", "triplet"):
+        return datasets.concatenate_datasets([hard, easy]).shuffle(seed=seed)
+    listwise = output_format == "labeled-list"
+    def key(r): return (r["query"], r["answer"][0] if listwise else r["answer"])
     extra = {key(r): r for r in easy}
     if output_format == "labeled-list":
-        # a list stays valid without its random tail (a small corpus may have nothing past `random_from`)
-        rows = [dict(r, answer=r["answer"] + extra[key(r)]["answer"][1:], labels=r["labels"] + extra[key(r)]["labels"][1:]) if key(r) in extra else r
+        # a list stays valid without its random tail (a small corpus may end before `random_from`)
+        rows = [dict(r, answer=r["answer"] + extra[key(r)]["answer"][1:],
+                     labels=r["labels"] + extra[key(r)]["labels"][1:]) if key(r) in extra else r
                 for r in hard]
     else:
         n = sum(c.startswith("negative_") for c in hard.column_names)
-        rows = [{**r, **{f"negative_{n+i}": v for i, v in enumerate((extra[key(r)][c] for c in easy.column_names if c.startswith("negative_")), 1)}}
-                for r in hard if key(r) in extra]
+        easy_columns = [c for c in easy.column_names if c.startswith("negative_")]
+        def more(r): return {f"negative_{n+i}": extra[key(r)][c]
+                             for i, c in enumerate(easy_columns, 1)}
+        rows = [{**r, **more(r)} for r in hard if key(r) in extra]
     return datasets.Dataset.from_list(rows)
 
 # %% ../nbs/02_mining.ipynb #e5a01c1e
 def _shortfall_warning(pairs, mined, per_query, range_max, **knobs):
-    "A counted warning when some queries got fewer negatives than asked, naming the knobs that would fix it."
+    "A counted warning when some queries got fewer negatives than asked, naming the knobs to turn."
     short = shortfall(pairs, mined, per_query)
     if short["queries_short"]:
         fixes = ["raise range_max"] + [f"lower {k}" for k, v in knobs.items() if v]
-        warnings.warn(f"{short['queries_short']} of {short['queries']} queries ({short['share_short']:.1%}) got fewer than "
+        warnings.warn(f"{short['queries_short']} of {short['queries']} queries "
+                      f"({short['share_short']:.1%}) got fewer than "
                       f"{per_query} negatives: {', '.join(fixes)} (range_max={range_max}).")
 
+# %% ../nbs/02_mining.ipynb #5d0c7e11
+def _documents_column(mined: datasets.Dataset) -> datasets.Dataset:
+    "Labelled lists hold their candidates in `documents`: `answer` is one text in every shape."
+    if "labels" in mined.column_names and "answer" in mined.column_names:
+        return mined.rename_column("answer", "documents")
+    return mined
+
 # %% ../nbs/02_mining.ipynb #b99573e3
-def mine_negatives(pairs, # `query`, `answer` rows (the training split), or anything `as_pairs` takes
+def mine_negatives(pairs, # `query`, `answer` rows (the training split), or what `as_pairs` takes
                    embedder: SentenceTransformer, # the retriever used to find look-alikes
-                   corpus=None, # candidate documents (list, Column, ...); None: the answers in `pairs`
+                   # candidate documents (list, Column, ...); None: the answers in `pairs`
+                   corpus=None,
                    num_negatives: int=5, # hard negatives per query
-                   random_negatives: int=0, # extra negatives sampled at random from ranks `random_from`..`range_max`
-                   range_min: int=0, # skip this many of the most similar candidates (false-negative guard)
+                   # extra negatives sampled at random from ranks `random_from`..`range_max`
+                   random_negatives: int=0,
+                   # skip this many of the most similar candidates (false-negative guard)
+                   range_min: int=0,
                    range_max: int=100, # look no further than this rank
                    random_from: int=30, # where random negatives start
                    sampling_strategy: str="top", # "top": the hardest; "random": any in the range
-                   output_format: str="labeled-pair", # "labeled-pair", "triplet", "n-tuple" or "labeled-list"
-                   absolute_margin: float|None=None, # keep negatives at least this far below the positive
+                   # "labeled-pair", "triplet", "n-tuple" or "labeled-list"
+                   output_format: str="labeled-pair",
+                   # keep negatives at least this far below the positive
+                   absolute_margin: float|None=None,
                    relative_margin: float|None=None, # ... or this share below it
-                   cross_encoder=None, # rescore candidates with this `CrossEncoder` (false-negative guard)
-                   exclude=None, # texts that must never be candidates, e.g. the evaluation positives
+                   # rescore candidates with this `CrossEncoder` (false-negative guard)
+                   cross_encoder=None,
+                   # texts that must never be candidates, e.g. the evaluation positives
+                   exclude=None,
                    cache_folder: str|Path|None=None, # cache embeddings and the mined dataset here
                    batch_size: int=64, # embedding batch size
                    verbose: bool=False, # print mining statistics
                    seed: int=12, # shuffles the mixed hard and random rows
-                   **kwargs, # anything else `mine_hard_negatives` takes (max_score, include_positives, ...)
+                   # anything else `mine_hard_negatives` takes (max_score, include_positives, ...)
+                   **kwargs,
                   ) -> datasets.Dataset: # rows in `output_format`
-    "Mine hard (and optionally random) negatives with `sentence_transformers.util.mine_hard_negatives`."
+    "Mine hard (and optionally random) negatives with sentence-transformers' `mine_hard_negatives`."
     pairs, corpus = as_pairs(pairs), as_texts(corpus)
     pool = candidate_pool(pairs, corpus, exclude)
     _check_enough(pairs, pool, num_negatives, random_negatives)
     if cross_encoder is not None and absolute_margin is None and relative_margin is None and \
        kwargs.get("max_score") is None and kwargs.get("min_score") is None:
-        raise ValueError("cross_encoder= rescores candidates only with absolute_margin, relative_margin, max_score or "
-                         "min_score (sentence-transformers ignores it otherwise): pass one, e.g. max_score=0.9.")
-    if random_negatives and random_from >= range_max: raise ValueError(f"random_from={random_from} must be below range_max={range_max}.")
-    params = dict(num_negatives=num_negatives, random_negatives=random_negatives, range_min=range_min, range_max=range_max,
-                  random_from=random_from, sampling_strategy=sampling_strategy, output_format=output_format, absolute_margin=absolute_margin,
-                  relative_margin=relative_margin, seed=seed, model=model_fingerprint(embedder), cross_encoder=model_fingerprint(cross_encoder), **kwargs)
-    folder = Path(cache_folder)/"mined"/cache_key({"query": pairs["query"], "answer": pairs["answer"], "pool": pool}, params) if cache_folder else None
-    if folder is not None and folder.exists(): return datasets.load_from_disk(str(folder))
+        raise ValueError("cross_encoder= rescores candidates only with absolute_margin, "
+                         "relative_margin, max_score or "
+                         "min_score (sentence-transformers ignores it otherwise): pass one, e.g. "
+                         "max_score=0.9.")
+    if random_negatives and random_from >= range_max:
+        raise ValueError(f"random_from={random_from} must be below range_max={range_max}.")
+    params = dict(num_negatives=num_negatives, random_negatives=random_negatives,
+                  range_min=range_min, range_max=range_max,
+                  random_from=random_from, sampling_strategy=sampling_strategy,
+                  output_format=output_format, absolute_margin=absolute_margin,
+                  relative_margin=relative_margin, seed=seed, model=model_fingerprint(embedder),
+                  cross_encoder=model_fingerprint(cross_encoder), **kwargs)
+    texts = {"query": pairs["query"], "answer": pairs["answer"], "pool": pool}
+    folder = Path(cache_folder)/"mined"/cache_key(texts, params) if cache_folder else None
+    if folder is not None and folder.exists():
+        return _documents_column(datasets.load_from_disk(str(folder)))
     if cache_folder: kwargs["cache_folder"] = str(Path(cache_folder)/"embeddings"/params["model"])
-    common = dict(output_format=output_format, batch_size=batch_size, verbose=verbose, cross_encoder=cross_encoder, **kwargs)
+    common = dict(output_format=output_format, batch_size=batch_size, verbose=verbose,
+                  cross_encoder=cross_encoder, **kwargs)
     random.seed(seed) # `mine_hard_negatives` samples with the global `random`
     mined = _mine(pairs, embedder, pool, num_negatives=num_negatives, range_min=range_min,
-                  range_max=None if kwargs.get("include_positives") else range_max, # it picks its own then
-                  sampling_strategy=sampling_strategy, absolute_margin=absolute_margin, relative_margin=relative_margin, **common)
+                  # it picks its own then
+                  range_max=None if kwargs.get("include_positives") else range_max,
+                  sampling_strategy=sampling_strategy, absolute_margin=absolute_margin,
+                  relative_margin=relative_margin, **common)
     if random_negatives:
-        easy = _mine(pairs, embedder, pool, num_negatives=random_negatives, range_min=random_from, range_max=range_max,
+        easy = _mine(pairs, embedder, pool, num_negatives=random_negatives, range_min=random_from,
+                     range_max=range_max,
                      sampling_strategy="random", **common)
         mined = _merge(mined, easy, output_format, seed)
+    mined = _documents_column(mined)
     if not kwargs.get("include_positives"):
-        _shortfall_warning(pairs, mined, num_negatives + random_negatives, range_max, range_min=range_min,
-                           absolute_margin=absolute_margin, relative_margin=relative_margin, max_score=kwargs.get("max_score"))
+        _shortfall_warning(pairs, mined, num_negatives + random_negatives, range_max,
+                           range_min=range_min,
+                           absolute_margin=absolute_margin, relative_margin=relative_margin,
+                           max_score=kwargs.get("max_score"))
     if folder is not None: save_atomic(mined, folder)
     return mined
 
@@ -247,13 +278,16 @@ def mine_negatives(pairs, # `query`, `answer` rows (the training split), or anyt
 def similarity_table(mined: datasets.Dataset, # output of `mine_negatives`
                      embedder: SentenceTransformer, # the mining model
                      batch_size: int=64, # embedding batch size
-                    ) -> pd.DataFrame: # one row per triple: query, positive, negative and their similarities
+                    # one row per triple: query, positive, negative and their similarities
+                    ) -> pd.DataFrame:
     "Cosine similarities of each query with its positive and with each mined negative."
     t = mined_triples(mined)
     texts = list(dict.fromkeys(list(t["query"]) + list(t["positive"]) + list(t["negative"])))
     emb = dict(zip(texts, embedder.encode(texts, batch_size=batch_size, normalize_embeddings=True)))
     sim = lambda a, b: [float(emb[x] @ emb[y]) for x, y in zip(t[a], t[b])]
-    return t.assign(positive_score=sim("query", "positive"), negative_score=sim("query", "negative")).eval("difference = positive_score - negative_score")
+    scored = t.assign(positive_score=sim("query", "positive"),
+                      negative_score=sim("query", "negative"))
+    return scored.eval("difference = positive_score - negative_score")
 
 def similarity_stats(table: pd.DataFrame, # from `similarity_table`
                     ) -> pd.DataFrame: # count, mean, std, quartiles of each score
@@ -264,7 +298,7 @@ def similarity_stats(table: pd.DataFrame, # from `similarity_table`
 def plot_similarities(table: pd.DataFrame, # from `similarity_table`
                       bins: int=40, # histogram bins
                      ):
-    "Overlaid histograms of positive and negative similarities: the gap is what the reranker must learn."
+    "Overlaid histograms of positive and negative similarities: the gap the reranker must learn."
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3))
     for col, label in [("positive_score", "query-positive"), ("negative_score", "query-negative")]:
@@ -278,7 +312,7 @@ def spot_check(mined: datasets.Dataset, # output of `mine_negatives`
                seed: int=0, # which rows
                width: int=100, # characters per text
               ) -> pd.DataFrame: # the k rows shown
-    "Print k random (query, positive, negative) rows so a person can check the negatives are wrong answers."
+    "Print k random (query, positive, negative) rows, to check that negatives are wrong answers."
     t = mined_triples(mined)
     rows = t.sample(min(k, len(t)), random_state=seed)
     for q, p, n in rows.itertuples(index=False):
@@ -295,8 +329,11 @@ def bm25_eval_set(pairs, # held-out `query`, `answer` rows
     import bm25s
     positives, corpus = positives_by_query(as_pairs(pairs), as_texts(corpus))
     retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(corpus, stopwords=stopwords, show_progress=False), show_progress=False)
+    retriever.index(bm25s.tokenize(corpus, stopwords=stopwords, show_progress=False),
+                    show_progress=False)
     queries = list(positives)
-    ids, scores = retriever.retrieve(bm25s.tokenize(queries, stopwords=stopwords, show_progress=False), k=min(top_k, len(corpus)), show_progress=False)
-    return [{"query": q, "positive": positives[q], "documents": [corpus[i] for i in row], "retriever_scores": [float(s) for s in srow]}
+    tokens = bm25s.tokenize(queries, stopwords=stopwords, show_progress=False)
+    ids, scores = retriever.retrieve(tokens, k=min(top_k, len(corpus)), show_progress=False)
+    return [{"query": q, "positive": positives[q], "documents": [corpus[i] for i in row],
+             "retriever_scores": [float(s) for s in srow]}
             for q, row, srow in zip(queries, ids, scores)]

@@ -23,11 +23,11 @@ __all__ = ['JOB_LOSSES', 'NORMALISATION', 'RETRIEVER_SCORES', 'ConfigError', 'Jo
 # %% ../nbs/06_pipeline.ipynb #defe908c
 from .core import (seed_everything, detect_device, detect_precision, resolve_model,
                                 hub_id, ModelNotFound, staged_folder, say, quiet_libraries)
-from .data import (DataError, _rows_error, load_source, sample_pairs, to_pairs,
+from .data import (DataError, rows_error, load_source, sample_pairs, to_pairs,
                                 split_by_query,
                                 shape_of, as_candidate_lists, rows_from_lists)
 from .mining import load_embedder, mine_negatives
-from .losses import LOSS_CATALOGUE
+from .losses import LOSS_SPECS, loss_spec
 from .training import (load_reranker, fine_tune,
                                     dev_evaluation_steps, write_model_card)
 from .evaluation import (RETRIEVER, CROSS_ENCODER, FUSION, shipped_system,
@@ -123,14 +123,14 @@ def _device_checked(device) -> str|None:
     return device
 
 # %% ../nbs/06_pipeline.ipynb #79484627
-JOB_LOSSES = [name for name, info in LOSS_CATALOGUE.items()
-              if name == "BinaryCrossEntropyLoss" or info.mining_format == "labeled-list"]
+JOB_LOSSES = [name for name, spec in LOSS_SPECS.items()
+              if name == "BinaryCrossEntropyLoss" or spec.mining_format == "labeled-list"]
 
 def _loss_checked(loss) -> str:
     "A loss the job can feed: binary cross-entropy on labelled pairs, or a listwise loss on lists."
     if loss in JOB_LOSSES: return loss
-    why = (f"{loss} is a loss the job cannot feed ({LOSS_CATALOGUE[loss].mining_format}); train "
-           "it with training.fine_tune" if loss in LOSS_CATALOGUE else "unknown loss")
+    why = (f"{loss} is a loss the job cannot feed ({LOSS_SPECS[loss].mining_format}); train "
+           "it with training.fine_tune" if loss in LOSS_SPECS else "unknown loss")
     raise ConfigError(f"loss={loss!r}: {why}. The job takes one of {', '.join(JOB_LOSSES)}.")
 
 # %% ../nbs/06_pipeline.ipynb #8a6cef89
@@ -296,7 +296,7 @@ def check_relevance_labels(ds: datasets.Dataset, # a loaded source of any rerank
     if shape_of(ds) != "labelled_pairs": return ds
     labels = np.asarray(ds["label"], dtype=float)
     if len(outside := np.flatnonzero((labels < 0) | (labels > 1))):
-        raise _rows_error(where, "label", outside, "is outside [0, 1]", "The job reads labels as "
+        raise rows_error(where, "label", outside, "is outside [0, 1]", "The job reads labels as "
                           "relevance (1 relevant, 0 not): rescale them, or give graded candidate "
                           "lists.")
     if not (labels >= 0.5).any():
@@ -483,7 +483,7 @@ def training_rows(job: dict, # from `load_job_data`
                   config: JobConfig, # the loss, negatives and seed
                  ) -> datasets.Dataset:
     "The job's training rows in the loss's format: labelled pairs, or one labelled list per query."
-    listwise = LOSS_CATALOGUE[config.loss].mining_format == "labeled-list"
+    listwise = loss_spec(config.loss).mining_format == "labeled-list"
     if job["shape"] == "candidate_lists":
         return rows_from_lists(job["train"], listwise, config.max_negatives, config.seed)
     return mine_negatives(job["train"], retriever, num_negatives=config.num_negatives,

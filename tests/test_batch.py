@@ -383,3 +383,22 @@ def test_rerank_command_on_a_folder_without_a_model_is_one_line(tmp_path, capsys
     assert _rerank(tmp_path/"no-run", str(text)) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("reranker-tune: error: ") and "no-run" in err[0]
+
+# ---- the one parser: train, --version ----
+
+def test_train_with_a_bad_config_is_one_line_naming_the_file(tmp_path, capsys):
+    "`reranker-tune train --config FILE` goes to advanced_training.train_from_config; a bad file: status 2, one line."
+    path = tmp_path/"run.yaml"
+    path.write_text(yaml.safe_dump({"base": "all-MiniLM-L6-v2", "loss": "BinaryCrossEntropyLoss",
+                                    "train_data": str(tmp_path/"nope.jsonl"), "output_dir": str(tmp_path/"model")}))
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("reranker-tune: error: ") and str(path) in err[0], err
+    assert not (tmp_path/"model").exists()
+
+def test_version_and_one_parser(capsys):
+    import reranker_tune
+    with pytest.raises(SystemExit) as done: main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"reranker-tune {reranker_tune.__version__}"
+    with pytest.raises(SystemExit): main(["train"]) # --config is required
+    assert "--config" in capsys.readouterr().err

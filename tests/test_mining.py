@@ -3,8 +3,8 @@ import warnings
 from pathlib import Path
 import datasets, pandas as pd, pytest
 from sentence_transformers import SentenceTransformer
-from reranker_tune.data import sample_pairs, split_by_query, load_source, to_pairs
-from reranker_tune.mining import (MINING_PRESETS, as_pairs, as_texts, mining_preset, candidate_pool, cache_key, model_fingerprint,
+from reranker_tune.data import sample_pairs, split_by_query, load_source, to_pairs, as_pairs
+from reranker_tune.mining import (MINING_PRESETS, mining_preset, candidate_pool, cache_key, model_fingerprint,
                                   save_atomic, mined_triples, shortfall, mine_negatives, similarity_table, similarity_stats,
                                   plot_similarities, spot_check, bm25_eval_set)
 
@@ -20,26 +20,7 @@ def _caught(f):
         out = f()
     return out, [str(w.message) for w in caught]
 
-# --- inputs -------------------------------------------------------------------------------------------------
-def test_as_pairs_accepts_what_users_have():
-    ds = datasets.Dataset.from_dict({"query": ["q1", "q2"], "answer": ["a1", "a2"]})
-    for data in (ds, [("q1", "a1"), ("q2", "a2")], {"query": ["q1", "q2"], "answer": ["a1", "a2"]}, ds.to_pandas()):
-        assert as_pairs(data)["answer"] == ["a1", "a2"]
-    lists = datasets.Dataset.from_dict({"query": ["q"], "positive": [["p1", "p2"]], "negative": [["n"]]})
-    assert as_pairs(lists)["answer"] == ["p1", "p2"]
-
-def test_as_pairs_refuses_empty_and_malformed():
-    with pytest.raises(ValueError, match="no rows"): as_pairs(datasets.Dataset.from_dict({"query": [], "answer": []}))
-    with pytest.raises(ValueError, match="no rows"): as_pairs([])
-    with pytest.raises(ValueError, match=r"\(query, answer\)"): as_pairs([("q", "a", "extra")])
-
-def test_as_texts_accepts_columns_lists_series_and_datasets():
-    ds = datasets.Dataset.from_dict({"answer": ["a", "b"], "other": ["x", "y"]})
-    assert as_texts(ds["answer"]) == ["a", "b"] and type(as_texts(ds["answer"])) is list
-    assert as_texts(pd.Series(["a"])) == ["a"] and as_texts(ds) == ["a", "b"] and as_texts(None) is None
-    with pytest.raises(ValueError, match="Which column"): as_texts(datasets.Dataset.from_dict({"x": ["a"], "y": ["b"]}))
-    with pytest.raises(ValueError, match="corpus is empty"): as_texts([])
-
+# --- presets ---------------------------------------------------------------------------------------------
 def test_presets_reproduce_the_seed_recipe_and_the_evaluation_set():
     assert mining_preset("seed") == dict(num_negatives=5, range_min=0, range_max=100, sampling_strategy="top", output_format="labeled-pair")
     assert mining_preset("evaluation") == dict(num_negatives=30, include_positives=True, output_format="n-tuple")
@@ -89,7 +70,7 @@ def test_seed_defaults_give_labelled_pairs(train, embedder):
 
 @pytest.mark.parametrize("fmt,columns", [("triplet", ["query", "answer", "negative"]),
                                          ("n-tuple", ["query", "answer", "negative_1", "negative_2", "negative_3"]),
-                                         ("labeled-list", ["query", "answer", "labels"])])
+                                         ("labeled-list", ["query", "documents", "labels"])])
 def test_hard_plus_random_in_every_format(train, embedder, fmt, columns):
     mined = mine_negatives(train, embedder, num_negatives=2, random_negatives=1, random_from=10, range_max=40, output_format=fmt)
     assert mined.column_names == columns

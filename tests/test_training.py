@@ -1,10 +1,9 @@
-"Training safety: float32 master weights, and a model folder only for finished models."
+"Training safety: float32 master weights, a model folder only for finished models, training moves the scores."
 import shutil
 from pathlib import Path
 import pytest, torch, datasets
 from transformers import AutoModelForSequenceClassification
-from reranker_tune.training import load_reranker, save_model, training_arguments, train_reranker
-from reranker_tune.losses import binary_cross_entropy_loss
+from reranker_tune.training import load_reranker, save_model, fine_tune
 
 def test_a_float16_checkpoint_trains_in_float32(tiny_bert, tmp_path):
     half = tmp_path/"half"
@@ -27,7 +26,7 @@ def test_training_changes_the_scores_and_saves(tiny_bert, tmp_path):
     rows = datasets.Dataset.from_dict({"query": ["water a cactus"]*4, "answer": ["rarely, soak then dry", "prune in winter", "full sun", "feed monthly"],
                                        "label": [1.0, 0.0, 0.0, 0.0]})
     before = model.predict([("water a cactus", "rarely, soak then dry")])
-    args = training_arguments(tmp_path/"ck", epochs=3, batch_size=4, learning_rate=1e-3, precision="fp32", disable_tqdm=True)
-    train_reranker(model, rows, binary_cross_entropy_loss(model, rows), args, save_to=tmp_path/"model")
+    fine_tune(model, rows, "BinaryCrossEntropyLoss", tmp_path/"ck", epochs=3, batch_size=4, learning_rate=1e-3,
+              precision="fp32", disable_tqdm=True, report_to="none", save_to=tmp_path/"model")
     assert model.predict([("water a cactus", "rarely, soak then dry")])[0] != pytest.approx(before[0], abs=1e-4)
     assert (tmp_path/"model"/"model.safetensors").exists()

@@ -7,10 +7,10 @@ from transformers import AutoModelForSequenceClassification, BertConfig, BertMod
 from sentence_transformers.cross_encoder import CrossEncoderTrainer
 from reranker_tune.data import DataError, sample_pairs
 from reranker_tune.losses import make_loss
-from reranker_tune import training
-from reranker_tune.training import (load_reranker, classification_head_size, HeadMismatch, fine_tune, fine_tune_arguments,
-                                    batches_per_epoch, transfer_then_adapt, fine_tune_stages, labelled_pairs_from_lists,
-                                    LengthGroupedBatchSampler, LengthGroupedWhere, _trainer_inputs, _report_to, save_model)
+from reranker_tune import advanced_training
+from reranker_tune.training import (load_reranker, classification_head_size, HeadMismatch, fine_tune, training_arguments,
+                                    LengthGroupedBatchSampler, LengthGroupedWhere, _trainer_inputs, _report_to)
+from reranker_tune.advanced_training import batches_per_epoch, transfer_then_adapt, fine_tune_stages
 
 from conftest import labelled_sample_rows
 
@@ -51,13 +51,13 @@ def test_length_grouping_is_chosen_per_dataset_inside_a_dict(tiny_bert, tmp_path
     model = load_reranker(tiny_bert, device="cpu")
     data, losses = _trainer_inputs(model, {"pairs": labelled(8), "triplets": triplets(4)},
                                    {"pairs": "BinaryCrossEntropyLoss", "triplets": "MultipleNegativesRankingLoss"})
-    args = fine_tune_arguments(tmp_path, losses, train_datasets=data, precision="fp32", batch_size=4)
+    args = training_arguments(tmp_path, losses, train_datasets=data, precision="fp32", batch_size=4)
     assert isinstance(args.batch_sampler, LengthGroupedWhere)
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=data, loss=losses)
     sampler = trainer.get_train_dataloader().batch_sampler
     kinds = [type(s).__name__ for s in getattr(sampler, "batch_sampler", sampler).batch_samplers]
     assert kinds == ["LengthGroupedBatchSampler", "DefaultBatchSampler"]
-    only_mnrl = fine_tune_arguments(tmp_path, {"triplets": losses["triplets"]}, train_datasets=data, precision="fp32")
+    only_mnrl = training_arguments(tmp_path, {"triplets": losses["triplets"]}, train_datasets=data, precision="fp32")
     assert not isinstance(only_mnrl.batch_sampler, LengthGroupedWhere) and only_mnrl.batch_sampler is not LengthGroupedBatchSampler
 
 def test_one_loss_name_builds_a_loss_per_dataset_fitted_to_it(tiny_bert):
@@ -88,11 +88,11 @@ def test_the_callers_datasets_come_back_unchanged(tiny_bert, tmp_path):
 # Transfer, then adapt
 
 def test_stages_run_in_order_with_their_own_options_and_only_the_last_saves(tiny_bert, tmp_path, monkeypatch):
-    seen, real = [], training.fine_tune
+    seen, real = [], advanced_training.fine_tune
     def spy(model, **kwargs):
         seen.append((id(model), kwargs["learning_rate"], kwargs.get("save_to"), Path(kwargs["output_dir"]).name))
         return real(model, **kwargs)
-    monkeypatch.setattr(training, "fine_tune", spy)
+    monkeypatch.setattr(advanced_training, "fine_tune", spy)
     model = load_reranker(tiny_bert, device="cpu")
     options = {k: v for k, v in OPTIONS.items() if k != "learning_rate"}
     transfer_then_adapt(model, {"train_dataset": labelled(4), "loss": "BinaryCrossEntropyLoss", "learning_rate": 1e-3},
@@ -116,13 +116,6 @@ def test_a_stage_without_data_or_with_its_own_save_is_refused(tiny_bert, tmp_pat
     with pytest.raises(ValueError, match=r"Stage 0 sets \['save_to'\]"):
         fine_tune_stages(model, [{"train_dataset": labelled(2), "loss": "BinaryCrossEntropyLoss", "save_to": tmp_path/"m"}], tmp_path)
     assert not list(tmp_path.iterdir())
-
-def test_candidate_lists_become_capped_labelled_pairs():
-    lists = datasets.Dataset.from_dict({"query": ["q1", "q2"], "positive": [["a", "b", "c"], ["d"]], "negative": [["x"]*5, ["y", "z"]]})
-    rows = labelled_pairs_from_lists(lists, positives_per_query=2, negatives_per_query=1)
-    assert rows["label"] == [1.0, 1.0, 0.0, 1.0, 0.0] and rows["query"] == ["q1"]*3 + ["q2"]*2
-    assert rows["document"] == labelled_pairs_from_lists(lists, positives_per_query=2, negatives_per_query=1)["document"]  # seeded
-    assert labelled_pairs_from_lists(lists).num_rows == 11
 
 # Starting from a reranker or from a bare encoder
 
@@ -179,7 +172,7 @@ def fake_installed(monkeypatch, installed: set, missing: set = frozenset()):
 def test_installed_trackers_are_not_used_unless_asked_for(monkeypatch, tmp_path):
     fake_installed(monkeypatch, {"wandb", "codecarbon", "tensorboard"})
     assert _report_to() == ["tensorboard"]
-    assert fine_tune_arguments(tmp_path, "BinaryCrossEntropyLoss", precision="fp32").report_to == ["tensorboard"]
+    assert training_arguments(tmp_path, "BinaryCrossEntropyLoss", precision="fp32").report_to == ["tensorboard"]
     assert _report_to(("wandb",), track_emissions=True) == ["tensorboard", "wandb", "codecarbon"]
     assert _report_to("none") == "none" and _report_to("none", track_emissions=True) == ["codecarbon"]
 
@@ -187,7 +180,7 @@ def test_a_tracker_asked_for_but_not_installed_is_a_clear_error(monkeypatch, tmp
     fake_installed(monkeypatch, set(), {"wandb", "codecarbon", "tensorboard"})
     assert _report_to() == "none"
     with pytest.raises(ModuleNotFoundError, match=r"\['wandb'\].*pip install wandb"):
-        fine_tune_arguments(tmp_path, "BinaryCrossEntropyLoss", report_to=("wandb",), precision="fp32")
+        training_arguments(tmp_path, "BinaryCrossEntropyLoss", report_to=("wandb",), precision="fp32")
     with pytest.raises(ModuleNotFoundError, match="pip install codecarbon"):
         _report_to(track_emissions=True)
 

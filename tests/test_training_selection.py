@@ -5,8 +5,7 @@ import pytest, torch
 from safetensors.torch import load_file
 from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 from reranker_tune.core import detect_precision
-from reranker_tune.training import (load_reranker, fine_tune, dev_evaluation_steps, write_model_card,
-                                    fine_tune_arguments)
+from reranker_tune.training import load_reranker, fine_tune, dev_evaluation_steps, write_model_card
 from conftest import labelled_sample_rows
 
 class ScriptedDev(CrossEncoderRerankingEvaluator):
