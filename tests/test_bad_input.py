@@ -2,7 +2,8 @@
 import json, warnings
 from pathlib import Path
 import pandas as pd, pytest, datasets
-from reranker_tune.data import DataError, load_source, check_dataset_for_loss
+from reranker_tune.data import DataError, load_source
+from reranker_tune.losses import check_dataset_for_loss
 from reranker_tune.pipeline import run_pipeline
 
 def _jsonl(path, rows):
