@@ -347,7 +347,8 @@ def execute_run(name: str, # the run's name, its folder under `runs_dir`
 
 # %% ../nbs/07_batch.ipynb #473bc31f
 _PAPERMILL_MARKERS = ("Executing Cell", "Ending Cell", "Input Notebook", "Output Notebook",
-                      "Executing notebook with kernel", "Executing notebook")
+                      "Executing notebook with kernel", "Executing notebook",
+                      "<IPython.core.display") # a rich display (the trainer's table) as plain text
 
 class _NotebookOutput(logging.Handler):
     "Print each output line papermill logs from a running notebook, not papermill's own markers."
