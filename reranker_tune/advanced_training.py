@@ -18,6 +18,7 @@ from sentence_transformers.base.sampler import (DefaultBatchSampler, Proportiona
                                                RoundRobinBatchSampler)
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from sentence_transformers.util.dataset import DEFAULT_LABEL_COLUMNS
+from .core import ConfigError
 from .data import read_file
 from .losses import make_loss
 from .training import (load_reranker, fine_tune, training_arguments,
@@ -25,7 +26,7 @@ from .training import (load_reranker, fine_tune, training_arguments,
                                     row_lengths)
 
 # %% auto #0
-__all__ = ['batches_per_epoch', 'fine_tune_stages', 'transfer_then_adapt', 'largest_batch_size', 'training_step', 'ConfigError',
+__all__ = ['batches_per_epoch', 'fine_tune_stages', 'transfer_then_adapt', 'largest_batch_size', 'training_step',
            'train_from_config']
 
 # %% ../nbs/04b_advanced_training.ipynb #174bff0e
@@ -135,7 +136,6 @@ def _training_rows(path: str|Path) -> datasets.Dataset:
 _MODEL_KEYS = ("max_length", "num_labels", "device", "trust_remote_code")
 _CONFIG_KEYS = ("base", "loss", "train_data", "output_dir", "loss_options") + _MODEL_KEYS
 
-class ConfigError(ValueError): "A training config that cannot be used; the message names the key."
 
 def _known_keys() -> list[str]:
     "The keys a config may hold besides trainer argument fields: ours and `fine_tune`'s."

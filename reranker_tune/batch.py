@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 import reranker_tune
 from .core import detect_device, hub_is_offline, say, check_run_name, ModelNotFound
 from .evaluation import RETRIEVER, CROSS_ENCODER, FUSION
-from .pipeline import run_pipeline, JobConfig, ConfigError
+from .pipeline import run_pipeline, JobConfig
+from .core import ConfigError
 
 # %% auto #0
 __all__ = ['pipeline_parameters', 'coerce_parameters', 'parse_param', 'run_name', 'expand_sweep', 'load_sweep', 'driver_notebook',

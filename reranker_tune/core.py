@@ -11,8 +11,8 @@ import huggingface_hub.constants
 
 # %% auto #0
 __all__ = ['OFFLINE_MODELS', 'HUB_IDS', 'RUN_NAME', 'detect_device', 'detect_precision', 'seed_everything', 'hub_is_offline',
-           'ModelNotFound', 'resolve_model', 'hub_id', 'check_run_name', 'make_run_folder', 'replace_folder',
-           'staged_folder', 'write_atomically', 'say', 'quiet_libraries']
+           'ModelNotFound', 'resolve_model', 'hub_id', 'ConfigError', 'check_run_name', 'make_run_folder',
+           'replace_folder', 'staged_folder', 'write_atomically', 'say', 'progress_bars_off', 'quiet_libraries']
 
 # %% ../nbs/00_core.ipynb #cd3a46d8
 def detect_device() -> str: # "cuda", "mps" or "cpu"
@@ -86,6 +86,10 @@ def hub_id(name: str|Path, # short name, Hub id, or a folder (e.g. what `resolve
             return HUB_IDS.get(short, short)
     return str(name)
 
+# %% ../nbs/00_core.ipynb #863d5175
+class ConfigError(ValueError):
+    "A parameter or config that cannot be used; the message names it and what is allowed."
+
 # %% ../nbs/00_core.ipynb #138c1c64
 RUN_NAME = re.compile(r"[A-Za-z0-9._-]+") # the characters a run folder's name is made of
 
@@ -148,15 +152,22 @@ def say(message: str, # what happens next, in words
 
 # %% ../nbs/00_core.ipynb #1a402d6c
 @contextlib.contextmanager
-def quiet_libraries():
-    "Inside: no transformers, datasets or Hub progress bars, no library log below errors."
+def progress_bars_off():
+    "Inside: no transformers (weight loading, shard writing), datasets or Hub progress bars."
     bars = transformers.utils.logging.is_progress_bar_enabled()
     maps = datasets.is_progress_bar_enabled()
-    level = transformers.logging.get_verbosity()
     transformers.utils.logging.disable_progress_bar(); datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()
     try: yield
     finally:
-        transformers.logging.set_verbosity(level)
         if bars: transformers.utils.logging.enable_progress_bar()
         if maps: datasets.enable_progress_bars()
+
+# %% ../nbs/00_core.ipynb #f9f47afd
+@contextlib.contextmanager
+def quiet_libraries():
+    "Inside: no library progress bars (`progress_bars_off`) and no library log below errors."
+    level = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        with progress_bars_off(): yield
+    finally: transformers.logging.set_verbosity(level)

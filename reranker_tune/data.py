@@ -37,7 +37,7 @@ def rows_error(source, # where the data came from (a path, or a description)
     return DataError(f"{source}: column '{column}' {problem} in {len(rows)} row(s) (0-based: "
                      f"{shown}).{fix}")
 
-_rows_error = rows_error # kept only until pipeline imports rows_error (issue 11)
+
 
 # %% ../nbs/01_data.ipynb #136bdeb8
 _TEXT_SUFFIXES = {".csv", ".tsv", ".json", ".jsonl"}

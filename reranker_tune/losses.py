@@ -14,7 +14,7 @@ from sentence_transformers.util.dataset import DEFAULT_LABEL_COLUMNS
 from .data import DataError, rows_error
 
 # %% auto #0
-__all__ = ['LOSS_SPECS', 'LOSS_CATALOGUE', 'WEIGHTING_SCHEMES', 'LossSpec', 'loss_spec', 'loss_table', 'check_dataset_for_loss',
+__all__ = ['LOSS_SPECS', 'WEIGHTING_SCHEMES', 'LossSpec', 'loss_spec', 'loss_table', 'check_dataset_for_loss',
            'model_activation_for', 'ActivationMismatch', 'check_activation', 'binary_cross_entropy_loss', 'make_loss']
 
 # %% ../nbs/03_losses.ipynb #54b702b3
@@ -67,7 +67,7 @@ LOSS_SPECS = {spec.name: spec for spec in [
     LossSpec("RankNetLoss", "pairwise", **_LISTWISE, note="every pair inside a list"),
     LossSpec("ADRMSELoss", "listwise", **_LISTWISE, note="approximate ranks, for graded labels"),
 ]}
-LOSS_CATALOGUE = LOSS_SPECS # kept only until pipeline reads LOSS_SPECS (issue 11)
+
 
 # %% ../nbs/03_losses.ipynb #4c1f0a12
 def loss_spec(loss, # a `LossSpec`, a loss name such as "LambdaLoss", a loss class or a loss object

@@ -13,8 +13,8 @@ from matplotlib.figure import Figure
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['JOB_LOSSES', 'NORMALISATION', 'RETRIEVER_SCORES', 'ConfigError', 'JobConfig', 'whole_number', 'number_in',
-           'query_share', 'position_limit', 'model_positions', 'job_config', 'limit_queries', 'check_relevance_labels',
+__all__ = ['JOB_LOSSES', 'NORMALISATION', 'RETRIEVER_SCORES', 'JobConfig', 'whole_number', 'number_in', 'query_share',
+           'position_limit', 'model_positions', 'job_config', 'limit_queries', 'check_relevance_labels',
            'refuse_shared_queries', 'load_job_data', 'choose_epochs', 'ShippingDecision', 'decide_on_dev', 'verdict',
            'shipped_rule', 'plot_fusion_curve', 'per_query_table', 'run_readme', 'training_rows', 'grade_range_of',
            'job_eval_set', 'resolved_settings', 'train_cross_encoder', 'choose_on_dev', 'compare_on_held_out', 'judge',
@@ -22,7 +22,8 @@ __all__ = ['JOB_LOSSES', 'NORMALISATION', 'RETRIEVER_SCORES', 'ConfigError', 'Jo
 
 # %% ../nbs/06_pipeline.ipynb #defe908c
 from .core import (seed_everything, detect_device, detect_precision, resolve_model,
-                                hub_id, ModelNotFound, staged_folder, say, quiet_libraries)
+                                hub_id, ModelNotFound, staged_folder, say, quiet_libraries,
+                                ConfigError)
 from .data import (DataError, rows_error, load_source, sample_pairs, to_pairs,
                                 split_by_query,
                                 shape_of, as_candidate_lists, rows_from_lists)
@@ -38,8 +39,6 @@ from .evaluation import (RETRIEVER, CROSS_ENCODER, FUSION, shipped_system,
                                       write_eval_set, HELDOUT_FILE)
 
 # %% ../nbs/06_pipeline.ipynb #3f12ed2f
-class ConfigError(ValueError): "A job parameter of the wrong type or outside its allowed values."
-
 @dataclass
 class JobConfig:
     "The main job's parameters and defaults: `run_pipeline`, papermill and sweeps read them here."

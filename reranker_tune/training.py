@@ -17,9 +17,7 @@ from sentence_transformers.base.sampler import DefaultBatchSampler, MultiDataset
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from sentence_transformers.base.model_card import generate_model_card
 from .core import (resolve_model, detect_device, detect_precision, seed_everything,
-                                hub_id)
-# kept only until pipeline imports it from data
-from .data import labelled_pairs_from_lists
+                                hub_id, progress_bars_off)
 from .losses import loss_spec, model_activation_for, make_loss, check_dataset_for_loss
 
 # %% auto #0
@@ -54,16 +52,6 @@ def classification_head_size(base: str|Path, # a local model folder, or a Hub id
     if not any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
         return None
     return len(config["id2label"]) if config.get("id2label") else int(config.get("num_labels", 2))
-
-# %% ../nbs/04_training.ipynb #3d5e9a02
-@contextlib.contextmanager
-def _weight_bars_off():
-    "transformers' weight loading and shard writing bars (and the Hub's) off inside the block."
-    was_on = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.utils.logging.disable_progress_bar()
-    try: yield
-    finally:
-        if was_on: transformers.utils.logging.enable_progress_bar()
 
 # %% ../nbs/04_training.ipynb #aa158d51
 @contextlib.contextmanager
@@ -104,7 +92,7 @@ def load_reranker(base: str="all-MiniLM-L6-v2", # short name, local folder or Hu
                            "from to get a "
                            f"fresh {num_labels}-output head.")
     outputs = num_labels or head or 1
-    with _fresh_head_quietly(head is None, outputs), _weight_bars_off():
+    with _fresh_head_quietly(head is None, outputs), progress_bars_off():
         return CrossEncoder(path, num_labels=outputs, max_length=max_length,
                             device=device or detect_device(),
                             trust_remote_code=trust_remote_code,
@@ -414,7 +402,7 @@ def fine_tune(model: CrossEncoder, # from `load_reranker(base, loss=...)`; train
                                   loss=loss, evaluator=evaluator, callbacks=callbacks)
     if trainer.pop_callback(NotebookProgressCallback) is not None:
         trainer.add_callback(DevMetricsTable)
-    with _weight_bars_off():
+    with progress_bars_off():
         trainer.train(resume_from_checkpoint=_resume_point(output_dir, resume_from_checkpoint))
     state = trainer.state
     if evaluator is not None: _card_metrics_from_best_step(model, evaluator, state)
@@ -435,7 +423,7 @@ def save_model(model: CrossEncoder, # the trained model
     folder = Path(folder)
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    with _weight_bars_off(): model.save_pretrained(str(partial))
+    with progress_bars_off(): model.save_pretrained(str(partial))
     if folder.exists(): shutil.rmtree(folder)
     partial.rename(folder)
     return folder
