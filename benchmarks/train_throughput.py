@@ -83,11 +83,6 @@ def device_info(device: str) -> dict:
     if device.startswith("cuda"): info["gpu"] = torch.cuda.get_device_name()
     return info
 
-def eval_autocast(cfg: dict):
-    "The one scorer precision for every row's held-out and dev scoring."
-    on = cfg["eval_precision"] == "bf16"
-    return torch.autocast(cfg["device"].split(":")[0], dtype=torch.bfloat16, enabled=on)
-
 def plan_sizes(lists: datasets.Dataset, args) -> dict:
     "Seeded question subsets: training questions until enough labelled pairs, then eval, dev and corpus-only questions."
     positives = dict(zip(lists["query"], lists["positive"]))
@@ -178,7 +173,7 @@ class DevCurve(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.dev is None or state.global_step not in self.points: return
         synchronise(self.cfg["device"]); now = time.perf_counter()
-        with eval_autocast(self.cfg): scores = rerank_scores(self.model, self.dev, show_progress_bar=False)
+        scores = rerank_scores(self.model, self.dev, show_progress_bar=False, precision=self.cfg["eval_precision"])
         ndcg = float(per_query_metrics(self.dev, scores)["ndcg@10"].mean())
         self.model.train()
         self.curve.append({"share": self.points[state.global_step], "step": state.global_step, "pairs": self.meter.pairs,
@@ -231,7 +226,7 @@ def run_row(cfg: dict, row: str, repeat: int) -> dict:
               "dev curve": curve.curve, "load average": os.getloadavg()}
     if first:
         start, held = time.perf_counter(), json.loads((folder/"eval.json").read_text())
-        with eval_autocast(cfg): scores = rerank_scores(model, held, show_progress_bar=False)
+        scores = rerank_scores(model, held, show_progress_bar=False, precision=cfg["eval_precision"])
         result["held-out ndcg@10 per query"] = per_query_metrics(held, scores)["ndcg@10"].tolist()
         result["held-out scoring s"] = time.perf_counter() - start
     return result

@@ -10,9 +10,10 @@ import torch, transformers, datasets
 import huggingface_hub.constants
 
 # %% auto #0
-__all__ = ['OFFLINE_MODELS', 'HUB_IDS', 'RUN_NAME', 'detect_device', 'detect_precision', 'seed_everything', 'hub_is_offline',
-           'ModelNotFound', 'resolve_model', 'hub_id', 'ConfigError', 'check_run_name', 'make_run_folder',
-           'replace_folder', 'staged_folder', 'write_atomically', 'say', 'progress_bars_off', 'quiet_libraries']
+__all__ = ['OFFLINE_MODELS', 'HUB_IDS', 'RUN_NAME', 'detect_device', 'cpu_supports_bf16', 'detect_precision', 'precision_context',
+           'seed_everything', 'hub_is_offline', 'ModelNotFound', 'resolve_model', 'hub_id', 'ConfigError',
+           'check_run_name', 'make_run_folder', 'replace_folder', 'staged_folder', 'write_atomically', 'say',
+           'progress_bars_off', 'quiet_libraries']
 
 # %% ../nbs/00_core.ipynb #cd3a46d8
 def detect_device() -> str: # "cuda", "mps" or "cpu"
@@ -22,13 +23,31 @@ def detect_device() -> str: # "cuda", "mps" or "cpu"
         return "mps"
     return "cpu"
 
+# %% ../nbs/00_core.ipynb #af45ef54
+def cpu_supports_bf16() -> bool:
+    "Whether this CPU has the bfloat16 matrix instructions torch's CPU kernels use (AMX, AVX512-BF16)."
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported") # torch.cpu's own probes
+    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
+
 # %% ../nbs/00_core.ipynb #110334c8
 def detect_precision(device: str|None=None, # a device name; `None` detects it
                     ) -> str: # "bf16", "fp16" or "fp32"
-    "The training precision that is both fast and safe on `device`."
-    device = device or detect_device()
+    "The precision that is both fast and safe on `device`, for training and for scoring."
+    device = str(device or detect_device())
     if device.startswith("cuda"): return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.startswith("cpu") and cpu_supports_bf16(): return "bf16"
     return "fp32"
+
+# %% ../nbs/00_core.ipynb #fd040dbd
+def precision_context(precision: str|None, # "bf16", "fp16", or "fp32"/None for no autocast
+                      device: str|torch.device="cpu", # where the model runs
+                     ) -> contextlib.AbstractContextManager:
+    "Forward passes in `precision`: torch's autocast for bf16 and fp16, nothing for fp32."
+    if precision in (None, "fp32"): return contextlib.nullcontext()
+    if precision not in ("bf16", "fp16"):
+        raise ValueError(f"precision={precision!r}: 'bf16', 'fp16' or 'fp32' is allowed.")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(torch.device(device).type, dtype=dtype)
 
 # %% ../nbs/00_core.ipynb #ecddbe74
 def seed_everything(seed: int=12, # the one seed for Python, NumPy and torch

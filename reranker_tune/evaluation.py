@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, datasets, scipy.stats, torch, yaml
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
+from tqdm.auto import tqdm
 import ir_measures
 from ir_measures import nDCG, RR, AP
 from sentence_transformers import SentenceTransformer, CrossEncoder
@@ -18,7 +19,8 @@ from sentence_transformers.cross_encoder.evaluation import (CrossEncoderClassifi
                                                             CrossEncoderCorrelationEvaluator,
                                                            CrossEncoderNanoBEIREvaluator)
 from sentence_transformers.cross_encoder.evaluation.nano_beir import DATASET_NAME_TO_HUMAN_READABLE
-from .core import resolve_model, detect_device, hub_is_offline
+from .core import (resolve_model, detect_device, detect_precision, hub_is_offline,
+                                precision_context)
 from .data import (DataError, EvalSample, load_source, positives_by_query, shape_of,
                                 eval_samples_from_lists)
 
@@ -207,14 +209,18 @@ def _retriever_order(samples: list[dict], embedder: SentenceTransformer,
 def rerank_scores(model: CrossEncoder, # the reranker
                   eval_set: list[dict], # samples from `build_eval_set`
                   batch_size: int=64, # pairs per forward pass
-                  show_progress_bar: bool=True,
+                  show_progress_bar: bool=True, # a bar over the queries
+                  precision: str|None=None, # "bf16", "fp16", "fp32"; None: from the model's device
                  ) -> list[np.ndarray]: # one score per document, per sample
-    "The reranker's raw score for every retrieved document of every query."
-    pairs = [(s["query"], d) for s in eval_set for d in s["documents"]]
-    flat = model.predict(pairs, batch_size=batch_size, activation_fn=lambda x: x,
-                         show_progress_bar=show_progress_bar) if pairs else np.array([])
-    bounds = np.cumsum([0] + [len(s["documents"]) for s in eval_set])
-    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    "The reranker's raw score for every candidate, one query at a time, as serving scores them."
+    precision = precision or detect_precision(str(model.device))
+    scores = []
+    with precision_context(precision, model.device):
+        for s in tqdm(eval_set, desc="Scoring queries", disable=not show_progress_bar):
+            pairs = [(s["query"], d) for d in s["documents"]]
+            scores.append(model.predict(pairs, batch_size=batch_size, activation_fn=lambda x: x,
+                                        show_progress_bar=False) if pairs else np.array([]))
+    return scores
 
 # %% ../nbs/05_evaluation.ipynb #fa294deb
 def _standardise(x) -> np.ndarray:
@@ -256,12 +262,13 @@ def compare_rerankers(eval_set: list[dict], # samples from `build_eval_set`
                       batch_size: int=64, # pairs per forward pass
                       fusion: dict[str, float]|None=None, # name -> reranker weight, for fused rows
                       per_query: bool=False, # also return each system's per-query metrics
+                      precision: str|None=None, # "bf16", "fp16", "fp32"; None: each model's device
                      ) -> pd.DataFrame|tuple[pd.DataFrame, dict]: # a row per system (and per-query)
     "Mean NDCG@10, MRR@10 and MAP of the retriever and each reranker (and fusion), same candidates."
     found = found_share(eval_set)
     queries = {RETRIEVER: per_query_metrics(eval_set)}
     for name, model in rerankers.items():
-        scores = rerank_scores(model, eval_set, batch_size)
+        scores = rerank_scores(model, eval_set, batch_size, precision=precision)
         queries[name] = per_query_metrics(eval_set, scores)
         if fusion and name in fusion:
             fused = fuse_scores(eval_set, scores, fusion[name])
@@ -277,17 +284,19 @@ class RerankingEvaluator(BaseEvaluator):
     def __init__(self, eval_set: list[dict], # samples, e.g. from `build_eval_set`
                  name: str="", # prefix of the metric names (e.g. "dev" gives "dev_ndcg@10")
                  batch_size: int=64, # pairs per forward pass
-                 show_progress_bar: bool=False):
+                 show_progress_bar: bool=False,
+                 precision: str|None=None): # "bf16", "fp16", "fp32"; None: from the model's device
         super().__init__()
         _qrels(eval_set) # bad samples fail here, not in the middle of training
         self.eval_set = _warn_if_nothing_found(eval_set)
         self.name, self.batch_size = name, batch_size
-        self.show_progress_bar = show_progress_bar
+        self.show_progress_bar, self.precision = show_progress_bar, precision
         self.primary_metric, self.greater_is_better = "ndcg@10", True
 
     def __call__(self, model: CrossEncoder, output_path: str|None=None, epoch: int=-1,
                  steps: int=-1) -> dict:
-        scores = rerank_scores(model, self.eval_set, self.batch_size, self.show_progress_bar)
+        scores = rerank_scores(model, self.eval_set, self.batch_size, self.show_progress_bar,
+                               self.precision)
         metrics = self.prefix_name_to_metrics(per_query_metrics(self.eval_set,
                                                                 scores).mean().to_dict(), self.name)
         self.store_metrics_in_model_card_data(model, metrics, epoch, steps)

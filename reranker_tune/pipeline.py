@@ -13,8 +13,8 @@ from matplotlib.figure import Figure
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['JOB_LOSSES', 'NORMALISATION', 'RETRIEVER_SCORES', 'JobConfig', 'whole_number', 'number_in', 'query_share',
-           'position_limit', 'model_positions', 'job_config', 'limit_queries', 'check_relevance_labels',
+__all__ = ['JOB_LOSSES', 'NORMALISATION', 'RETRIEVER_SCORES', 'DEV_EVALUATION_SHARE', 'JobConfig', 'whole_number', 'number_in',
+           'query_share', 'position_limit', 'model_positions', 'job_config', 'limit_queries', 'check_relevance_labels',
            'refuse_shared_queries', 'load_job_data', 'choose_epochs', 'ShippingDecision', 'decide_on_dev', 'verdict',
            'shipped_rule', 'plot_fusion_curve', 'per_query_table', 'run_readme', 'training_rows', 'grade_range_of',
            'job_eval_set', 'resolved_settings', 'train_cross_encoder', 'choose_on_dev', 'compare_on_held_out', 'judge',
@@ -65,6 +65,7 @@ class JobConfig:
     top_k: int = 30 # pairs: retrieved documents reranked per held-out query
     patience: int|None = 3 # dev evaluations without progress before stopping early
     device: str|None = None # "cpu", "cuda", "cuda:1", "mps"; None picks the best
+    precision: str|None = None # "bf16", "fp16" (GPUs), "fp32"; None: bf16 where it is fast
 
 # %% ../nbs/06_pipeline.ipynb #19012ec2
 def _parsed(name: str, value, kind: str) -> float:
@@ -120,6 +121,15 @@ def _device_checked(device) -> str|None:
     if device == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device='mps': this machine has no Apple GPU; use 'cpu' or None.")
     return device
+
+def _precision_checked(precision, device) -> str|None:
+    "None, or a precision this device can train and score in."
+    if precision is None: return None
+    if precision not in ("bf16", "fp16", "fp32"):
+        raise ConfigError(f"precision={precision!r}: 'bf16', 'fp16', 'fp32' or None is allowed.")
+    if precision == "fp16" and not str(device or detect_device()).startswith("cuda"):
+        raise ConfigError("precision='fp16': fp16 needs a CUDA device; use 'bf16', 'fp32' or None.")
+    return precision
 
 # %% ../nbs/06_pipeline.ipynb #79484627
 JOB_LOSSES = [name for name, spec in LOSS_SPECS.items()
@@ -223,6 +233,7 @@ def checked(self: JobConfig) -> JobConfig:
     numbers = _numbers_checked(self)
     config = dataclasses.replace(self, **numbers, loss=_loss_checked(self.loss),
                                  device=_device_checked(self.device),
+                                 precision=_precision_checked(self.precision, self.device),
                                  grade_range=_grade_range_checked(self.grade_range))
     _sources_checked(config); _models_checked(config)
     return config
@@ -424,15 +435,16 @@ NORMALISATION = ("z-score per query: (x - mean) / std over one query's candidate
 RETRIEVER_SCORES = "cosine similarity of normalised SentenceTransformer embeddings"
 
 def shipped_rule(decision: ShippingDecision, curve: pd.Series|None, config: JobConfig,
-                 shape: str) -> dict:
+                 resolved: dict) -> dict: # `resolved_settings`: shape, precision ...
     "The content of `shipped.json`: how the shipped ranking is made from the two scores."
     by_weight = {} if curve is None else {f"{k:g}": round(float(v), 6) for k, v in curve.items()}
     return {"format": 1, "shipped": decision.shipped, "fusion_weight": decision.weight,
             "normalisation": NORMALISATION,
-            "cross_encoder": {"folder": "model", "scores": "raw logits, no activation"},
+            "cross_encoder": {"folder": "model", "scores": "raw logits, no activation",
+                              "precision": resolved["precision"]},
             "retriever": {"model": str(config.embedder), "scores": RETRIEVER_SCORES,
                           "resolved_path": resolve_model(config.embedder)},
-            "top_k": config.top_k if shape == "pairs" else None,
+            "top_k": config.top_k if resolved["shape"] == "pairs" else None,
             "dev_ndcg@10_by_weight": by_weight, "reason": decision.reason}
 
 # %% ../nbs/06_pipeline.ipynb #ac906e65
@@ -521,13 +533,16 @@ def _versions() -> dict:
 def resolved_settings(config: JobConfig, job: dict) -> dict:
     "What the job resolved from the parameters and the machine: config.yaml's `resolved` section."
     device = config.device or detect_device()
-    return {"device": device, "precision": detect_precision(device), "shape": job["shape"],
+    precision = config.precision or detect_precision(device)
+    return {"device": device, "precision": precision, "shape": job["shape"],
             "grade_range": grade_range_of(job, config.grade_range),
             "embedder": resolve_model(config.embedder), "embedder_hub_id": hub_id(config.embedder),
             "base_model": resolve_model(config.base_model),
             "base_model_hub_id": hub_id(config.base_model), "versions": _versions()}
 
 # %% ../nbs/06_pipeline.ipynb #88aeed6e
+DEV_EVALUATION_SHARE = 0.25 # evaluate on dev every quarter of the steps: each costs a full scoring
+
 def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, resolved: dict,
                        ) -> tuple: # (model, training facts, dev set or None)
     "Mine or take the training rows, then fine-tune, early-stopped on dev; the best is saved."
@@ -544,7 +559,7 @@ def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, r
     dev_set = job_eval_set(job, "dev", retriever, config.top_k, resolved["grade_range"])
     epochs = config.epochs or choose_epochs(len(train), config.batch_size)
     steps = math.ceil(epochs*math.ceil(len(train)/config.batch_size))
-    checks = len(dev_evaluation_steps(steps, 0.2))
+    checks = len(dev_evaluation_steps(steps, DEV_EVALUATION_SHARE))
     on_dev = f"{checks} dev evaluations, early stopping on NDCG@10, " if dev_set else ""
     say(f"Training a cross-encoder from {config.base_model} with {config.loss} on {len(train)} "
         f"rows (up to {epochs:g} epochs, {steps} steps, {on_dev}{resolved['precision']}, "
@@ -552,11 +567,12 @@ def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, r
     model = load_reranker(config.base_model, max_length=config.max_length, loss=config.loss,
                           device=resolved["device"])
     fine_tune(model, train, config.loss, folder/"training", patience=config.patience,
-              evaluator=RerankingEvaluator(dev_set, name="dev") if dev_set else None,
+              evaluator=RerankingEvaluator(dev_set, name="dev", precision=resolved["precision"])
+                        if dev_set else None,
               seed=config.seed, epochs=epochs, batch_size=config.batch_size,
               learning_rate=config.learning_rate, precision=resolved["precision"],
               save_to=folder/"model", state_file=folder/"trainer_state.json", save_total_limit=1,
-              eval_steps=0.2, # every fifth of the steps, and the last
+              eval_steps=DEV_EVALUATION_SHARE, # and the last step
               **({} if dev_set else {"save_strategy": "no"}))
     for checkpoint in (folder/"training").glob("checkpoint-*"): # the best one is model/
         shutil.rmtree(checkpoint)
@@ -565,17 +581,21 @@ def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, r
     return model, facts, dev_set
 
 # %% ../nbs/06_pipeline.ipynb #188a91f6
-def choose_on_dev(model, dev_set: list[dict]|None) -> tuple[ShippingDecision, pd.Series|None]:
+def choose_on_dev(model, dev_set: list[dict]|None, precision: str|None=None,
+                 ) -> tuple[ShippingDecision, pd.Series|None]:
     "The shipping decision from the dev fusion curve (no dev: the cross-encoder, unjudged)."
     if not dev_set: return decide_on_dev(None), None
     say("Choosing on the dev queries: retriever, cross-encoder or their fusion")
-    weight, curve = choose_fusion_weight(dev_set, rerank_scores(model, dev_set))
+    weight, curve = choose_fusion_weight(dev_set, rerank_scores(model, dev_set,
+                                                                precision=precision))
     return decide_on_dev(weight, curve), curve
 
-def compare_on_held_out(model, eval_set: list[dict], decision: ShippingDecision) -> tuple:
+def compare_on_held_out(model, eval_set: list[dict], decision: ShippingDecision,
+                        precision: str|None=None) -> tuple:
     "(table, per-query metrics) of the retriever, the cross-encoder and a shipped fusion, held out."
     fusion = {CROSS_ENCODER: decision.weight} if decision.shipped == FUSION else None
-    return compare_rerankers(eval_set, {CROSS_ENCODER: model}, fusion=fusion, per_query=True)
+    return compare_rerankers(eval_set, {CROSS_ENCODER: model}, fusion=fusion, per_query=True,
+                             precision=precision)
 
 # %% ../nbs/06_pipeline.ipynb #be36e4bd
 def _dev_scores(curve: pd.Series|None, decision: ShippingDecision, dev_set) -> dict|None:
@@ -592,13 +612,13 @@ def _plain_row(row: pd.Series) -> dict:
 # %% ../nbs/06_pipeline.ipynb #72895c93
 def judge(model, retriever, job: dict, config: JobConfig, resolved: dict, dev_set) -> dict:
     "Choose on dev, then compare on held-out queries: the decision, the table and the verdict."
-    decision, curve = choose_on_dev(model, dev_set)
+    decision, curve = choose_on_dev(model, dev_set, resolved["precision"])
     say(decision.reason)
     top_k = f"the retriever's top {config.top_k}"
     what = top_k if job["shape"] == "pairs" else "the candidate list"
     say(f"Reranking {what} for each held-out query")
     eval_set = job_eval_set(job, "test", retriever, config.top_k, resolved["grade_range"])
-    table, per_query = compare_on_held_out(model, eval_set, decision)
+    table, per_query = compare_on_held_out(model, eval_set, decision, resolved["precision"])
     ndcg = lambda system: per_query[system]["ndcg@10"]
     paired = paired_comparison(ndcg(decision.shipped), ndcg(RETRIEVER), seed=config.seed)
     lines = verdict(table, decision, paired)
@@ -618,7 +638,7 @@ def write_run(folder: Path, config: JobConfig, resolved: dict, judged: dict, fac
     decision, curve, result = judged["decision"], judged["curve"], judged["result"]
     record = {**config.as_record(), "resolved": resolved}
     (folder/"config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
-    rule = shipped_rule(decision, curve, config, resolved["shape"])
+    rule = shipped_rule(decision, curve, config, resolved)
     rows = {row: _plain_row(result["table"].loc[row]) for row in result["table"].index}
     metrics = {"verdict": judged["summary"], "shipped": decision.shipped, "dev": judged["dev"],
                "seconds": timings, "training": facts, "shipped_vs_retriever": judged["paired"],

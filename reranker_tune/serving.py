@@ -254,10 +254,11 @@ class Reranker:
     def __init__(self, source: str|Path|CrossEncoder="runs/demo", # run or model folder, model
                  device: str|None=None, # None: the best device
                  onnx_file: str|Path|None=None, # e.g. "onnx/model.onnx" in the model folder
-                 batch_size: int=32, # pairs per forward pass
+                 batch_size: int=64, # pairs per forward pass (the evaluation's)
                  max_length: int|None=None, # None: the saved length; at most its positions
+                 precision: str|None=None, # None: the run's judged one; a model: from the device
                 ):
-        self.device, self.batch_size = device, batch_size
+        self.device, self.batch_size, self.precision = device, batch_size, precision
         self.run_dir, self.model, self.retriever_name = None, None, None
         self.rule = {"shipped": CROSS_ENCODER, "fusion_weight": 1.0}
         path = None if isinstance(source, CrossEncoder) else Path(source).expanduser()
@@ -271,6 +272,8 @@ class Reranker:
     def _load_run(self, run_dir: Path, onnx_file, max_length):
         self.run_dir, self.rule = run_dir, load_shipped_rule(run_dir)
         weight = self.rule["fusion_weight"]
+        if self.precision is None: # runs written before precision was recorded were fp32
+            self.precision = self.rule["cross_encoder"].get("precision", "fp32")
         if weight < 1: # resolved now: a missing model fails at start-up
             self.retriever_name = _retriever_name(self.rule)
         if weight > 0:
@@ -299,8 +302,8 @@ class Reranker:
     def cross_encoder_logits(self, query: str, texts: list[str]) -> np.ndarray:
         "The cross-encoder's raw logit for each text, as the evaluation computes it."
         sample = {"query": query, "documents": texts}
-        logits = np.asarray(rerank_scores(self.model, [sample], self.batch_size, False)[0],
-                            dtype=float)
+        logits = np.asarray(rerank_scores(self.model, [sample], self.batch_size, False,
+                                          self.precision)[0], dtype=float)
         if logits.ndim != 1:
             raise ValueError("Ranking needs one score per pair; this model gives "
                              f"{logits.shape[-1]}.")

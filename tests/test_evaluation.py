@@ -1,7 +1,7 @@
 "Evaluation metrics checked against independent implementations, bad input, and the real candidate lists."
 import json, warnings
 from math import comb
-import numpy as np, pytest
+import numpy as np, scipy.stats, pytest
 from sklearn.metrics import ndcg_score
 from reranker_tune.evaluation import (per_query_metrics, eval_set_from_candidate_lists, with_all_positives,
                                       found_share, build_eval_set)
@@ -176,3 +176,39 @@ def test_comparison_table_and_files(tiny_bert, tmp_path):
     files = save_comparison(result, tmp_path)
     assert all(f.stat().st_size > 0 for f in files)
     assert f"{CROSS_ENCODER} vs {RETRIEVER}" in (tmp_path/"comparison.md").read_text()
+
+def _train_briefly(model, queries, answers, steps=60):
+    "A few fp32 steps of BCE on right and wrong answers, so that the tiny model's scores spread out."
+    import torch
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.model.parameters(), lr=3e-3)
+    model.model.train()
+    for step in range(steps):
+        i = [(step*8 + k) % len(queries) for k in range(8)]
+        batch = [(queries[j], answers[j]) for j in i] + [(queries[j], answers[(j + 3) % len(answers)]) for j in i]
+        features = model.tokenizer(*zip(*batch), padding=True, truncation=True, return_tensors="pt")
+        logits = model.model(**features).logits.squeeze(-1)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor([1.0]*8 + [0.0]*8))
+        loss.backward(); optimizer.step(); optimizer.zero_grad()
+    model.model.eval()
+
+def test_bf16_scoring_keeps_the_fp32_order(tiny_bert):
+    "Scoring in bf16 (autocast) moves each score a little: nearly the same order per query, the same NDCG@10."
+    from sentence_transformers import CrossEncoder
+    from reranker_tune.data import sample_pairs
+    from reranker_tune.evaluation import rerank_scores
+    pairs = sample_pairs().select(range(120))
+    queries, answers = list(pairs["query"]), list(pairs["answer"])
+    eval_set = [{"query": q, "positive": [answers[i]], "documents": [answers[(i + k*7) % 120] for k in range(12)]}
+                for i, q in enumerate(queries[:60])]
+    model = CrossEncoder(tiny_bert, device="cpu")
+    _train_briefly(model, queries, answers) # a random head scores every pair alike: nothing to order
+    full = rerank_scores(model, eval_set, show_progress_bar=False, precision="fp32")
+    half = rerank_scores(model, eval_set, show_progress_bar=False, precision="bf16")
+    spread = np.mean([np.std(s) for s in full])
+    assert spread > 0 and max(np.abs(f - h).max() for f, h in zip(full, half)) < spread # close, not equal
+    assert any(not np.array_equal(f, h) for f, h in zip(full, half)) # bf16 really ran
+    taus = [scipy.stats.kendalltau(f, h).statistic for f, h in zip(full, half)]
+    ndcg = lambda scores: per_query_metrics(eval_set, scores)["ndcg@10"].mean()
+    print(f"Kendall tau {np.mean(taus):.3f}, NDCG@10 fp32 {ndcg(full):.4f} bf16 {ndcg(half):.4f}")
+    assert np.mean(taus) > 0.9 and abs(ndcg(full) - ndcg(half)) < 0.02
