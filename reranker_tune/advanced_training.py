@@ -74,6 +74,7 @@ def fine_tune_stages(model: CrossEncoder, # from `load_reranker`; trained in pla
     _check_stages(stages)
     final = {"save_to": save_to, "push_to_hub": common.pop("push_to_hub", None)}
     for i, stage in enumerate(stages):
+        model.model_card_data.train_datasets = [] # the card describes this stage's data
         fine_tune(model, output_dir=Path(output_dir)/f"stage-{i}",
                   **{**common, **stage, **(final if i == len(stages) - 1 else {})})
     return model

@@ -25,7 +25,7 @@ def detect_device() -> str: # "cuda", "mps" or "cpu"
 
 # %% ../nbs/00_core.ipynb #af45ef54
 def cpu_supports_bf16() -> bool:
-    "Whether this CPU has the bfloat16 matrix instructions torch's CPU kernels use (AMX, AVX512-BF16)."
+    "Whether this CPU has bfloat16 matrix instructions for torch (AMX, AVX512-BF16)."
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported") # torch.cpu's own probes
     return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
 

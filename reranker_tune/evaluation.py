@@ -372,13 +372,14 @@ def _as_cross_encoder(model, # a CrossEncoder, a local folder or a Hub id
 def timed_rerank_scores(model: CrossEncoder, # the reranker
                         eval_set: list[dict], # samples
                         batch_size: int=64, # pairs per forward pass
+                        precision: str|None=None, # "bf16", "fp16", "fp32"; None: from the device
                        ) -> tuple[list[np.ndarray], dict]: # scores, {"ms/query", "pairs/s"}
     "Scores of every document, one call per query, with the measured latency on this device."
-    if eval_set: rerank_scores(model, eval_set[:1], batch_size, False) # warm-up
+    if eval_set: rerank_scores(model, eval_set[:1], batch_size, False, precision) # warm-up
     scores, took = [], []
     for s in eval_set:
         start = time.perf_counter()
-        scores += rerank_scores(model, [s], batch_size, False)
+        scores += rerank_scores(model, [s], batch_size, False, precision)
         took.append(time.perf_counter() - start)
     pairs = sum(len(s["documents"]) for s in eval_set)
     return scores, {"ms/query": 1000*float(np.median(took)) if took else float("nan"),

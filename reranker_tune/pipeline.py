@@ -567,8 +567,8 @@ def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, r
     model = load_reranker(config.base_model, max_length=config.max_length, loss=config.loss,
                           device=resolved["device"])
     fine_tune(model, train, config.loss, folder/"training", patience=config.patience,
-              evaluator=RerankingEvaluator(dev_set, name="dev", precision=resolved["precision"])
-                        if dev_set else None,
+              evaluator=RerankingEvaluator(dev_set, name="dev", show_progress_bar=True,
+                                           precision=resolved["precision"]) if dev_set else None,
               seed=config.seed, epochs=epochs, batch_size=config.batch_size,
               learning_rate=config.learning_rate, precision=resolved["precision"],
               save_to=folder/"model", state_file=folder/"trainer_state.json", save_total_limit=1,

@@ -256,7 +256,7 @@ class Reranker:
                  onnx_file: str|Path|None=None, # e.g. "onnx/model.onnx" in the model folder
                  batch_size: int=64, # pairs per forward pass (the evaluation's)
                  max_length: int|None=None, # None: the saved length; at most its positions
-                 precision: str|None=None, # None: the run's judged one; a model: from the device
+                 precision: str|None=None, # None: the run's judged one; a model alone: fp32
                 ):
         self.device, self.batch_size, self.precision = device, batch_size, precision
         self.run_dir, self.model, self.retriever_name = None, None, None
@@ -267,6 +267,7 @@ class Reranker:
         else:
             _warn_cross_encoder_alone(check_model_folder(path))
             self.model = cached_model(path, device, onnx_file, max_length)
+        self.precision = self.precision or "fp32" # a model alone was judged in no other precision
         self.weight, self.shipped = self.rule["fusion_weight"], self.rule["shipped"]
 
     def _load_run(self, run_dir: Path, onnx_file, max_length):
@@ -652,8 +653,9 @@ def onnx_parity(model: str|Path|CrossEncoder, # the torch reference: a model fol
                  else FP32_TOLERANCE) if tolerance is None else tolerance
     strict_order = (not quantized) if strict_order is None else strict_order
     samples = _as_samples(data)
-    agreement = score_agreement(rerank_scores(reference, samples, batch_size, False),
-                                rerank_scores(candidate, samples, batch_size, False),
+    # both in float32: the ONNX graph is float32, whatever precision the run was judged in
+    agreement = score_agreement(rerank_scores(reference, samples, batch_size, False, "fp32"),
+                                rerank_scores(candidate, samples, batch_size, False, "fp32"),
                                 top_k, tolerance)
     report = {"onnx": runner.path.name, "quantized": quantized, "tolerance": tolerance,
               "top_k": top_k, "strict_order": strict_order,
@@ -694,6 +696,7 @@ def _size_mb(model: CrossEncoder) -> float:
 def compare_backends(eval_set: list[dict], # samples (query, positive, documents)
                      backends: dict[str, CrossEncoder], # name -> loaded model (torch or ONNX)
                      reference: str|None=None, # the row the others are compared with; None: first
+                     precision: str|None=None, # torch's precision; None: the device's (ONNX is fp32)
                      top_k: int=10, # depth of the order comparison
                      batch_size: int=64, # pairs per forward pass
                     ) -> pd.DataFrame: # one row per backend
@@ -704,7 +707,7 @@ def compare_backends(eval_set: list[dict], # samples (query, positive, documents
     scores, rows = {}, {}
     for name, model in backends.items():
         # one call per query, after a warm-up
-        scores[name], speed = timed_rerank_scores(model, eval_set, batch_size)
+        scores[name], speed = timed_rerank_scores(model, eval_set, batch_size, precision)
         metrics = per_query_metrics(eval_set, scores[name]).mean()
         rows[name] = {"runs on": _runs_on(model), "MB": _size_mb(model),
                       "ndcg@10": metrics["ndcg@10"], "mrr@10": metrics["mrr@10"], **speed}

