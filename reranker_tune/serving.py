@@ -267,14 +267,14 @@ class Reranker:
         else:
             _warn_cross_encoder_alone(check_model_folder(path))
             self.model = cached_model(path, device, onnx_file, max_length)
-        self.precision = self.precision or "fp32" # a model alone was judged in no other precision
+        self.precision = self.precision or "fp32" # a model alone, or a run that recorded none
         self.weight, self.shipped = self.rule["fusion_weight"], self.rule["shipped"]
 
     def _load_run(self, run_dir: Path, onnx_file, max_length):
         self.run_dir, self.rule = run_dir, load_shipped_rule(run_dir)
         weight = self.rule["fusion_weight"]
-        if self.precision is None: # runs written before precision was recorded were fp32
-            self.precision = self.rule["cross_encoder"].get("precision", "fp32")
+        # the judged precision; a run written before it was recorded: fp32, as set in __init__
+        self.precision = self.precision or self.rule["cross_encoder"].get("precision")
         if weight < 1: # resolved now: a missing model fails at start-up
             self.retriever_name = _retriever_name(self.rule)
         if weight > 0:
