@@ -10,6 +10,7 @@ import torch, datasets, transformers
 from torch.utils.data import RandomSampler
 from huggingface_hub import hf_hub_download
 from transformers import EarlyStoppingCallback, TrainerCallback
+from accelerate.utils import extract_model_from_parallel
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils.notebook import NotebookProgressCallback, NotebookTrainingTracker
 from sentence_transformers import CrossEncoder
@@ -404,6 +405,9 @@ def fine_tune(model: CrossEncoder, # from `load_reranker(base, loss=...)`; train
         trainer.add_callback(DevMetricsTable)
     with progress_bars_off():
         trainer.train(resume_from_checkpoint=_resume_point(output_dir, resume_from_checkpoint))
+    # accelerate leaves `forward` wrapped in the training autocast: unwrap it, so that the trained model
+    # scores in the precision asked for, as the same model loaded from disk does
+    extract_model_from_parallel(model, keep_fp32_wrapper=False)
     state = trainer.state
     if evaluator is not None: _card_metrics_from_best_step(model, evaluator, state)
     if trainer.is_world_process_zero():

@@ -30,3 +30,18 @@ def test_training_changes_the_scores_and_saves(tiny_bert, tmp_path):
               precision="fp32", disable_tqdm=True, report_to="none", save_to=tmp_path/"model")
     assert model.predict([("water a cactus", "rarely, soak then dry")])[0] != pytest.approx(before[0], abs=1e-4)
     assert (tmp_path/"model"/"model.safetensors").exists()
+
+def test_a_model_trained_in_bf16_scores_in_fp32_like_its_saved_copy(tiny_bert, tmp_path):
+    "accelerate wraps forward in the training autocast; fine_tune unwraps it, so judged = served."
+    from sentence_transformers import CrossEncoder
+    from reranker_tune.core import precision_context
+    model = load_reranker(tiny_bert, device="cpu")
+    rows = datasets.Dataset.from_dict({"query": ["water a cactus"]*4, "answer": ["rarely, soak then dry", "prune in winter", "full sun", "feed monthly"],
+                                       "label": [1.0, 0.0, 0.0, 0.0]})
+    fine_tune(model, rows, "BinaryCrossEntropyLoss", tmp_path/"ck", epochs=1, batch_size=4, learning_rate=1e-3,
+              precision="bf16", disable_tqdm=True, report_to="none", save_to=tmp_path/"model")
+    assert "_original_forward" not in model.__dict__, "the training autocast is still wrapped around forward"
+    pairs = [("water a cactus", answer) for answer in rows["answer"]]
+    with precision_context("fp32"): trained = model.predict(pairs)
+    saved = CrossEncoder(str(tmp_path/"model"), device="cpu").predict(pairs)
+    assert trained == pytest.approx(saved, abs=1e-6)
