@@ -458,6 +458,7 @@ def read_run(folder: str|Path, # a finished run folder
     folder = Path(folder); metrics = _load_metrics(folder); path = folder/"metrics.json"
     shipped, row, retriever = _shipped_rows(metrics, path, metric)
     dev, dev_queries = _dev_score(metrics, path, shipped)
+    alone, alone_dev = metrics.get(CROSS_ENCODER) or {}, _dev_score(metrics, path, CROSS_ENCODER)[0]
     paired = metrics.get("shipped_vs_retriever") or {}
     if metric != "ndcg@10": paired = {} # intervals: NDCG@10 only
     return {"run": folder.name, "shipped": shipped, "dev ndcg@10": dev,
@@ -466,7 +467,9 @@ def read_run(folder: str|Path, # a finished run folder
             "gain low": paired.get("low", np.nan), "gain high": paired.get("high", np.nan),
             "p_value": paired.get("p_value", np.nan), "verdict": paired.get("verdict", ""),
             "queries": int(row.get("queries", 0)), "dev queries": dev_queries,
-            "minutes": round((metrics.get("seconds") or {}).get("total", np.nan) / 60, 1)}
+            "minutes": round((metrics.get("seconds") or {}).get("total", np.nan) / 60, 1),
+            "cross-encoder dev ndcg@10": alone_dev, f"cross-encoder test {metric}":
+            alone.get(metric, np.nan)} # the fine-tuned model alone, whatever was shipped
 
 # %% ../nbs/07_batch.ipynb #5eae6705
 def _run_folders(runs_dir: str|Path) -> list[Path]:

@@ -10,10 +10,10 @@ import torch, transformers, datasets
 import huggingface_hub.constants
 
 # %% auto #0
-__all__ = ['OFFLINE_MODELS', 'HUB_IDS', 'RUN_NAME', 'detect_device', 'cpu_supports_bf16', 'detect_precision', 'precision_context',
-           'seed_everything', 'hub_is_offline', 'ModelNotFound', 'resolve_model', 'hub_id', 'ConfigError',
-           'check_run_name', 'make_run_folder', 'replace_folder', 'staged_folder', 'write_atomically', 'say',
-           'progress_bars_off', 'quiet_libraries']
+__all__ = ['PRECISIONS', 'OFFLINE_MODELS', 'HUB_IDS', 'RUN_NAME', 'detect_device', 'cpu_supports_bf16', 'detect_precision',
+           'detect_scoring_precision', 'precision_context', 'seed_everything', 'hub_is_offline', 'ModelNotFound',
+           'resolve_model', 'hub_id', 'ConfigError', 'check_run_name', 'make_run_folder', 'replace_folder',
+           'staged_folder', 'write_atomically', 'say', 'progress_bars_off', 'quiet_libraries']
 
 # %% ../nbs/00_core.ipynb #cd3a46d8
 def detect_device() -> str: # "cuda", "mps" or "cpu"
@@ -30,13 +30,22 @@ def cpu_supports_bf16() -> bool:
     return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
 
 # %% ../nbs/00_core.ipynb #110334c8
+PRECISIONS = ("bf16", "fp16", "fp32") # every precision a stage accepts
+
 def detect_precision(device: str|None=None, # a device name; `None` detects it
                     ) -> str: # "bf16", "fp16" or "fp32"
-    "The precision that is both fast and safe on `device`, for training and for scoring."
+    "The precision that trains both fast and safely on `device`."
     device = str(device or detect_device())
     if device.startswith("cuda"): return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.startswith("cpu") and cpu_supports_bf16(): return "bf16"
     return "fp32"
+
+# %% ../nbs/00_core.ipynb #5c0e1a7d
+def detect_scoring_precision(device: str|None=None, # a device name; `None` detects it
+                            ) -> str: # "bf16", "fp16" or "fp32"
+    "The precision a run scores in: its training precision on a GPU, float32 elsewhere."
+    device = str(device or detect_device())
+    return detect_precision(device) if device.startswith("cuda") else "fp32"
 
 # %% ../nbs/00_core.ipynb #fd040dbd
 def precision_context(precision: str|None, # "bf16", "fp16", or "fp32"/None for no autocast
@@ -44,8 +53,8 @@ def precision_context(precision: str|None, # "bf16", "fp16", or "fp32"/None for 
                      ) -> contextlib.AbstractContextManager:
     "Forward passes in `precision`: torch's autocast for bf16 and fp16, nothing for fp32."
     if precision in (None, "fp32"): return contextlib.nullcontext()
-    if precision not in ("bf16", "fp16"):
-        raise ValueError(f"precision={precision!r}: 'bf16', 'fp16' or 'fp32' is allowed.")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: one of {PRECISIONS} is allowed.")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(torch.device(device).type, dtype=dtype)
 

@@ -19,19 +19,19 @@ from sentence_transformers.cross_encoder.evaluation import (CrossEncoderClassifi
                                                             CrossEncoderCorrelationEvaluator,
                                                            CrossEncoderNanoBEIREvaluator)
 from sentence_transformers.cross_encoder.evaluation.nano_beir import DATASET_NAME_TO_HUMAN_READABLE
-from .core import (resolve_model, detect_device, detect_precision, hub_is_offline,
-                                precision_context)
+from .core import (resolve_model, detect_device, detect_scoring_precision,
+                                hub_is_offline, precision_context)
 from .data import (DataError, EvalSample, load_source, positives_by_query, shape_of,
                                 eval_samples_from_lists)
 
 # %% auto #0
 __all__ = ['MEASURES', 'HELDOUT_FILE', 'RETRIEVER', 'CROSS_ENCODER', 'FUSION', 'NANOBEIR_ID', 'NANOBEIR_SUBSETS', 'found_share',
-           'build_eval_set', 'per_query_metrics', 'with_all_positives', 'write_eval_set', 'read_eval_set',
-           'eval_set_from_candidate_lists', 'rerank_scores', 'fuse_scores', 'choose_fusion_weight', 'shipped_system',
-           'compare_rerankers', 'RerankingEvaluator', 'bootstrap_ci', 'paired_comparison', 'verdict_line',
-           'count_parameters', 'timed_rerank_scores', 'comparison_result', 'plot_ndcg_vs_size', 'plot_wins_losses',
-           'save_comparison', 'pair_task_evaluator', 'evaluate_pair_task', 'NanoBEIRUnavailable', 'nanobeir_evaluator',
-           'nanobeir_table']
+           'embed_documents', 'build_eval_set', 'per_query_metrics', 'with_all_positives', 'write_eval_set',
+           'read_eval_set', 'eval_set_from_candidate_lists', 'rerank_scores', 'fuse_scores', 'choose_fusion_weight',
+           'shipped_system', 'compare_rerankers', 'RerankingEvaluator', 'bootstrap_ci', 'paired_comparison',
+           'verdict_line', 'count_parameters', 'timed_rerank_scores', 'comparison_result', 'plot_ndcg_vs_size',
+           'plot_wins_losses', 'save_comparison', 'pair_task_evaluator', 'evaluate_pair_task', 'NanoBEIRUnavailable',
+           'nanobeir_evaluator', 'nanobeir_table']
 
 # %% ../nbs/05_evaluation.ipynb #cae35737
 def found_share(eval_set: list[dict], # samples with `positive` and `documents`
@@ -49,18 +49,30 @@ def _warn_if_nothing_found(eval_set: list[dict]) -> list[dict]:
     return eval_set
 
 # %% ../nbs/05_evaluation.ipynb #0cc245ea
+def embed_documents(texts: list[str], # queries or documents
+                    embedder: SentenceTransformer, # the first-stage retriever
+                    batch_size: int=64, # embedding batch size
+                    show_progress_bar: bool=False):
+    "Normalised embeddings, as the retriever searches with them (a tensor, one row per text)."
+    return embedder.encode(texts, batch_size=batch_size, convert_to_tensor=True,
+                           normalize_embeddings=True, show_progress_bar=show_progress_bar)
+
 def build_eval_set(pairs: datasets.Dataset, # held-out `query`, `answer` rows
                    corpus: list[str], # every document the retriever searches
                    embedder: SentenceTransformer, # the first-stage retriever
                    top_k: int=30, # documents retrieved (and reranked) per query
                    batch_size: int=64, # embedding batch size
+                   # `embed_documents(corpus)` from an earlier call, to search it without encoding it
+                   # again; used when `corpus` already holds every positive (nothing is added)
+                   corpus_embeddings=None,
                   ) -> list[EvalSample]: # one per query, with retriever_scores
     "The retriever's top-k for each held-out query, with that query's positives."
-    positives, corpus = positives_by_query(pairs, corpus)
-    queries = list(positives)
-    encode = dict(batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True)
-    hits = semantic_search(embedder.encode(queries, **encode),
-                           embedder.encode(corpus, show_progress_bar=True, **encode), top_k=top_k)
+    positives, searched = positives_by_query(pairs, corpus)
+    if corpus_embeddings is None or not len(searched) == len(corpus) == len(corpus_embeddings):
+        corpus_embeddings = embed_documents(searched, embedder, batch_size, show_progress_bar=True)
+    queries, corpus = list(positives), searched
+    hits = semantic_search(embed_documents(queries, embedder, batch_size), corpus_embeddings,
+                           top_k=top_k)
     samples = [EvalSample(query=q, positive=positives[q],
                           documents=[corpus[h["corpus_id"]] for h in hs],
                           retriever_scores=[float(h["score"]) for h in hs])
@@ -213,7 +225,7 @@ def rerank_scores(model: CrossEncoder, # the reranker
                   precision: str|None=None, # "bf16", "fp16", "fp32"; None: from the model's device
                  ) -> list[np.ndarray]: # one score per document, per sample
     "The reranker's raw score for every candidate, one query at a time, as serving scores them."
-    precision = precision or detect_precision(str(model.device))
+    precision = precision or detect_scoring_precision(str(model.device))
     scores = []
     with precision_context(precision, model.device):
         for s in tqdm(eval_set, desc="Scoring queries", disable=not show_progress_bar):

@@ -22,6 +22,7 @@ __all__ = ['JOB_LOSSES', 'NORMALISATION', 'RETRIEVER_SCORES', 'DEV_EVALUATION_SH
 
 # %% ../nbs/06_pipeline.ipynb #defe908c
 from .core import (seed_everything, detect_device, detect_precision, resolve_model,
+                                detect_scoring_precision, PRECISIONS,
                                 hub_id, ModelNotFound, staged_folder, say, quiet_libraries,
                                 ConfigError)
 from .data import (DataError, rows_error, load_source, sample_pairs, to_pairs,
@@ -32,7 +33,7 @@ from .losses import LOSS_SPECS, loss_spec
 from .training import (load_reranker, fine_tune,
                                     dev_evaluation_steps, write_model_card)
 from .evaluation import (RETRIEVER, CROSS_ENCODER, FUSION, shipped_system,
-                                      build_eval_set, eval_set_from_candidate_lists,
+                                      build_eval_set, embed_documents, eval_set_from_candidate_lists,
                                       compare_rerankers, rerank_scores, choose_fusion_weight,
                                       paired_comparison, verdict_line, RerankingEvaluator,
                                       comparison_result, count_parameters, save_comparison,
@@ -54,7 +55,7 @@ class JobConfig:
     base_model: str = "all-MiniLM-L6-v2" # the cross-encoder's starting point
     loss: str = "BinaryCrossEntropyLoss" # or a listwise loss such as "LambdaLoss"
     dev_size: float = 0.2 # share or number of training queries for early stopping, fusion; 0: none
-    num_negatives: int = 3 # pairs: hard negatives mined per training query
+    num_negatives: int = 7 # pairs: hard negatives mined per training query
     random_negatives: int = 2 # pairs: random negatives per training query
     max_negatives: int|None = None # candidate lists: at most this many given negatives per query
     grade_range: list|None = None # graded candidate lists: [lowest, highest]; None: from the data
@@ -65,7 +66,7 @@ class JobConfig:
     top_k: int = 30 # pairs: retrieved documents reranked per held-out query
     patience: int|None = 3 # dev evaluations without progress before stopping early
     device: str|None = None # "cpu", "cuda", "cuda:1", "mps"; None picks the best
-    precision: str|None = None # "bf16", "fp16" (GPUs), "fp32"; None: bf16 where it is fast
+    precision: str|None = None # "bf16", "fp16" (GPUs), "fp32" for both; None: from the device
 
 # %% ../nbs/06_pipeline.ipynb #19012ec2
 def _parsed(name: str, value, kind: str) -> float:
@@ -125,8 +126,8 @@ def _device_checked(device) -> str|None:
 def _precision_checked(precision, device) -> str|None:
     "None, or a precision this device can train and score in."
     if precision is None: return None
-    if precision not in ("bf16", "fp16", "fp32"):
-        raise ConfigError(f"precision={precision!r}: 'bf16', 'fp16', 'fp32' or None is allowed.")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r}: one of {PRECISIONS} or None is allowed.")
     if precision == "fp16" and not str(device or detect_device()).startswith("cuda"):
         raise ConfigError("precision='fp16': fp16 needs a CUDA device; use 'bf16', 'fp32' or None.")
     return precision
@@ -370,11 +371,11 @@ def load_job_data(config: JobConfig|None=None, # checked parameters; None: the d
 # %% ../nbs/06_pipeline.ipynb #ef09ec8e
 def choose_epochs(n_rows: int, # training rows (pairs, or lists for a listwise loss)
                   batch_size: int, # rows per step
-                  target_steps: int=1000, # optimizer steps to aim at
+                  target_steps: int=500, # optimizer steps to aim at
                   most: int=6, # the cap; early stopping on dev usually stops sooner
                  ) -> int: # whole epochs
-    "Enough passes over the data for about `target_steps` steps, at least 1 and at most `most`."
-    return max(1, min(most, math.ceil(target_steps*batch_size/max(n_rows, 1))))
+    "The whole number of passes nearest to `target_steps` steps, at least 1 and at most `most`."
+    return max(1, min(most, math.floor(target_steps*batch_size/max(n_rows, 1) + 0.5)))
 
 # %% ../nbs/06_pipeline.ipynb #5558ffd5
 @dataclass(frozen=True)
@@ -441,7 +442,7 @@ def shipped_rule(decision: ShippingDecision, curve: pd.Series|None, config: JobC
     return {"format": 1, "shipped": decision.shipped, "fusion_weight": decision.weight,
             "normalisation": NORMALISATION,
             "cross_encoder": {"folder": "model", "scores": "raw logits, no activation",
-                              "precision": resolved["precision"]},
+                              "precision": resolved["scoring_precision"]},
             "retriever": {"model": str(config.embedder), "scores": RETRIEVER_SCORES,
                           "resolved_path": resolve_model(config.embedder)},
             "top_k": config.top_k if resolved["shape"] == "pairs" else None,
@@ -521,7 +522,10 @@ def job_eval_set(job: dict, part: str, # "dev" or "test"
     if job[part] is None: return None
     if job["shape"] == "candidate_lists":
         return eval_set_from_candidate_lists(job[part], grade_range=grade_range, embedder=retriever)
-    return build_eval_set(job[part], job["answers"], retriever, top_k=top_k)
+    if job.get("answer_embeddings") is None: # dev and test search the same answers: encode them once
+        job["answer_embeddings"] = embed_documents(job["answers"], retriever, show_progress_bar=True)
+    return build_eval_set(job[part], job["answers"], retriever, top_k=top_k,
+                          corpus_embeddings=job["answer_embeddings"])
 
 # %% ../nbs/06_pipeline.ipynb #adf79fb5
 def _versions() -> dict:
@@ -534,7 +538,9 @@ def resolved_settings(config: JobConfig, job: dict) -> dict:
     "What the job resolved from the parameters and the machine: config.yaml's `resolved` section."
     device = config.device or detect_device()
     precision = config.precision or detect_precision(device)
-    return {"device": device, "precision": precision, "shape": job["shape"],
+    scoring = config.precision or detect_scoring_precision(device)
+    return {"device": device, "precision": precision, "scoring_precision": scoring,
+            "shape": job["shape"],
             "grade_range": grade_range_of(job, config.grade_range),
             "embedder": resolve_model(config.embedder), "embedder_hub_id": hub_id(config.embedder),
             "base_model": resolve_model(config.base_model),
@@ -568,7 +574,8 @@ def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, r
                           device=resolved["device"])
     fine_tune(model, train, config.loss, folder/"training", patience=config.patience,
               evaluator=RerankingEvaluator(dev_set, name="dev", show_progress_bar=True,
-                                           precision=resolved["precision"]) if dev_set else None,
+                                           precision=resolved["precision"]) # selection only
+              if dev_set else None,
               seed=config.seed, epochs=epochs, batch_size=config.batch_size,
               learning_rate=config.learning_rate, precision=resolved["precision"],
               save_to=folder/"model", state_file=folder/"trainer_state.json", save_total_limit=1,
@@ -612,13 +619,14 @@ def _plain_row(row: pd.Series) -> dict:
 # %% ../nbs/06_pipeline.ipynb #72895c93
 def judge(model, retriever, job: dict, config: JobConfig, resolved: dict, dev_set) -> dict:
     "Choose on dev, then compare on held-out queries: the decision, the table and the verdict."
-    decision, curve = choose_on_dev(model, dev_set, resolved["precision"])
+    decision, curve = choose_on_dev(model, dev_set, resolved["scoring_precision"])
     say(decision.reason)
     top_k = f"the retriever's top {config.top_k}"
     what = top_k if job["shape"] == "pairs" else "the candidate list"
     say(f"Reranking {what} for each held-out query")
     eval_set = job_eval_set(job, "test", retriever, config.top_k, resolved["grade_range"])
-    table, per_query = compare_on_held_out(model, eval_set, decision, resolved["precision"])
+    table, per_query = compare_on_held_out(model, eval_set, decision,
+                                           resolved["scoring_precision"])
     ndcg = lambda system: per_query[system]["ndcg@10"]
     paired = paired_comparison(ndcg(decision.shipped), ndcg(RETRIEVER), seed=config.seed)
     lines = verdict(table, decision, paired)

@@ -93,7 +93,7 @@ PARAMETERS = {
     "max_length above positions": ({"max_length": 100_000}, "max_length=100000: at most 256"),
     "negative random negatives": ({"random_negatives": -2}, "random_negatives=-2"),
     "unknown device": ({"device": "gpu0"}, "device='gpu0'"),
-    "unknown precision": ({"precision": "int8"}, "precision='int8': 'bf16', 'fp16', 'fp32' or None"),
+    "unknown precision": ({"precision": "int8"}, "precision='int8': one of ('bf16', 'fp16', 'fp32') or None"),
     "fp16 on a CPU": ({"precision": "fp16", "device": "cpu"}, "fp16 needs a CUDA device"),
     "unknown loss": ({"loss": "FocalLoss"}, "loss='FocalLoss': unknown loss"),
     "a loss the job cannot feed (MNRL)": ({"loss": "MultipleNegativesRankingLoss"}, "a loss the job cannot feed"),

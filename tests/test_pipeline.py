@@ -6,6 +6,7 @@ from sentence_transformers import CrossEncoder
 from reranker_tune.data import sample_pairs
 from reranker_tune.evaluation import RETRIEVER, CROSS_ENCODER, FUSION, choose_fusion_weight, read_eval_set
 from reranker_tune.pipeline import run_pipeline, decide_on_dev, JobConfig
+from reranker_tune.core import detect_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,6 +142,14 @@ def test_a_dataframe_source_is_recorded_by_type_in_the_config(finished_run):
     assert config["source"] == "<DataFrame>" and config["top_k"] == 40
     assert set(config["resolved"]) >= {"device", "precision", "shape", "embedder", "base_model", "versions"}
     assert JobConfig.from_yaml(Path(finished_run["run_dir"])/"config.yaml").top_k == 40, "config.yaml reads back as a JobConfig"
+
+def test_a_cpu_run_trains_in_its_precision_but_is_judged_and_served_in_fp32(finished_run):
+    "bf16 reorders near-tied scores, so on a CPU every score a run reports or serves is float32."
+    folder = Path(finished_run["run_dir"])
+    resolved = yaml.safe_load((folder/"config.yaml").read_text())["resolved"]
+    assert resolved["device"] == "cpu" and resolved["scoring_precision"] == "fp32"
+    assert resolved["precision"] == detect_precision("cpu")
+    assert json.loads((folder/"shipped.json").read_text())["cross_encoder"]["precision"] == "fp32"
 
 def test_the_run_folder_is_readable(finished_run):
     "Per-query metrics, the plots, the trainer's state and a README that says what is served."
