@@ -179,10 +179,17 @@ def _check_config(cfg: dict, source: str):
 
 # %% ../nbs/04b_advanced_training.ipynb #30a84820
 def train_from_config(config: str|Path|dict, # a YAML file, or its content as a dict
+                      # allow the config's `trust_remote_code: true`: the caller's choice, not the file's
+                      trust_remote_code: bool=False,
                      ) -> CrossEncoder: # the trained model
     "`fine_tune` with the base model, the loss, the data and every option read from a config."
     cfg, source = _read_config(config)
     _check_config(cfg, source)
+    if cfg.get("trust_remote_code") and not trust_remote_code:
+        raise ConfigError(f"{source}: trust_remote_code: true would run the Python code that comes "
+                          "with the model, and a shared config file alone cannot ask for that. If you "
+                          "trust that code, add --trust-remote-code to the command line "
+                          "(train_from_config(..., trust_remote_code=True)).")
     rows = _training_rows(cfg.pop("train_data"))
     base, loss_cfg = cfg.pop("base"), cfg.pop("loss")
     model = load_reranker(base, loss=loss_cfg, **{k: cfg.pop(k) for k in _MODEL_KEYS if k in cfg})

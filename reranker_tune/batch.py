@@ -11,15 +11,16 @@ import yaml, nbformat, papermill
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 import reranker_tune
-from .core import detect_device, hub_is_offline, say, check_run_name, ModelNotFound
+from .core import (detect_device, hub_is_offline, say, check_run_name, ModelNotFound,
+                                ConfigError, check_output_folder, write_folder_mark,
+                                remove_own_folder, is_finished_run, folder_mark)
 from .evaluation import RETRIEVER, CROSS_ENCODER, FUSION
 from .pipeline import run_pipeline, JobConfig
-from .core import ConfigError
 
 # %% auto #0
-__all__ = ['pipeline_parameters', 'coerce_parameters', 'parse_param', 'run_name', 'expand_sweep', 'load_sweep', 'driver_notebook',
-           'pipeline_notebook', 'check_notebook_parameters', 'offline_aware_environment', 'is_finished',
-           'RunInterrupted', 'execute_run', 'run_sweep', 'read_run', 'leaderboard', 'plot_leaderboard',
+__all__ = ['KERNEL_LOG', 'pipeline_parameters', 'coerce_parameters', 'parse_param', 'run_name', 'expand_sweep', 'load_sweep',
+           'driver_notebook', 'pipeline_notebook', 'check_notebook_parameters', 'offline_aware_environment',
+           'is_finished', 'RunInterrupted', 'execute_run', 'run_sweep', 'read_run', 'leaderboard', 'plot_leaderboard',
            'save_leaderboard', 'read_documents', 'main']
 
 # %% ../nbs/07_batch.ipynb #f0e0b24a
@@ -34,7 +35,7 @@ def coerce_parameters(params: dict, # parameter name -> value, from YAML or the 
     "Check parameters with the job's `JobConfig` (names, types, ranges); numeric text -> number."
     if "run_dir" in params:
         raise ValueError(f"{where}: run_dir is set from the run's name; drop it.")
-    try: checked = JobConfig.from_mapping(params, where).checked()
+    try: checked = JobConfig.from_mapping(params, where).checked(run_dir=False) # checked per run
     except ConfigError as error:
         raise ConfigError(str(error) if str(error).startswith(where)
                           else f"{where}: {error}") from None
@@ -257,6 +258,18 @@ def _record(folder: Path, **fields) -> dict:
     partial.write_text(json.dumps(record, indent=2, default=str) + "\n"); os.replace(partial, path)
     return record
 
+# %% ../nbs/07_batch.ipynb #b8a45463
+KERNEL_LOG = "kernel.log" # the kernel process's own stderr, kept with a failed run
+
+def _kernel_logging_to(log: Path) -> type:
+    "A kernel manager whose kernel writes its process stderr to `log`, not to the user's terminal."
+    from jupyter_client import AsyncKernelManager # what papermill uses, imported when used
+    class KernelLoggingToFile(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            with log.open("ab") as stderr: # the kernel keeps its own copy of the descriptor
+                await super()._async_launch_kernel(kernel_cmd, **kw, stderr=stderr)
+    return KernelLoggingToFile
+
 # %% ../nbs/07_batch.ipynb #1795f927
 def _execute(notebook, # from `pipeline_notebook`
              output: Path, # where papermill writes the executed notebook
@@ -266,7 +279,8 @@ def _execute(notebook, # from `pipeline_notebook`
     with _kernel_environment():
         parameters = params | {"run_dir": str(run_dir.resolve())}
         papermill.execute_notebook(notebook, str(output), parameters=parameters,
-                                   kernel_name="python3", progress_bar=False, log_output=log_output)
+                                   kernel_name="python3", progress_bar=False, log_output=log_output,
+                                   kernel_manager_class=_kernel_logging_to(output.parent/KERNEL_LOG))
     if not (run_dir/"metrics.json").is_file():
         raise RuntimeError(f"{output.name} ran without error but wrote no {run_dir/'metrics.json'}")
 
@@ -280,8 +294,9 @@ def _failed(folder: Path) -> Path:
     return folder.with_name(f"{folder.name}.failed")
 
 def _fresh_folder(folder: Path) -> Path:
-    "`folder`, emptied (or created)."
-    shutil.rmtree(folder, ignore_errors=True); folder.mkdir(parents=True)
+    "`folder`, emptied (or created) and marked as the batch's; somebody else's folder is refused."
+    if folder.exists(): remove_own_folder(folder)
+    folder.mkdir(parents=True); write_folder_mark(folder, "run", finished=False)
     return folder
 
 # %% ../nbs/07_batch.ipynb #7c1d0a01
@@ -292,7 +307,7 @@ def _keep_failure(staging: Path, # the failed attempt's staging folder
     "Keep a failure in `<name>.failed/` (notebook, error.txt, batch.json), replacing an older one."
     (staging/"error.txt").write_text(_error_text(error))
     _record(staging, status="failed", seconds=seconds)
-    shutil.rmtree(_failed(folder), ignore_errors=True)
+    if _failed(folder).exists(): remove_own_folder(_failed(folder))
     return staging.rename(_failed(folder))
 
 def _promote(staging: Path, # the finished attempt's staging folder
@@ -303,7 +318,8 @@ def _promote(staging: Path, # the finished attempt's staging folder
     record = json.loads((staging/"batch.json").read_text())
     record.update(status="finished", seconds=seconds)
     (folder/"batch.json").unlink(missing_ok=True); _record(folder, **record)
-    shutil.rmtree(staging); shutil.rmtree(_failed(folder), ignore_errors=True)
+    remove_own_folder(staging)
+    if _failed(folder).exists(): remove_own_folder(_failed(folder))
 
 # %% ../nbs/07_batch.ipynb #7c1d0a04
 class RunInterrupted(KeyboardInterrupt):
@@ -333,12 +349,12 @@ def execute_run(name: str, # the run's name, its folder under `runs_dir`
     _record(staging, name=name, parameters=_plain(params), status="running", device=detect_device(),
             hub_offline=hub_is_offline(), notebook=_notebook_label(notebook),
             started=datetime.datetime.now().isoformat(timespec="seconds"))
-    kept = (folder/"metrics.json").is_file() and (folder/"batch.json").is_file()
+    kept = is_finished_run(folder) # by this batch or not: run_pipeline, make demo ...
     why = "--force" if force else "other parameters"
     say(f"run {name}" + (f" ({folder} is kept until it finishes: {why})" if kept else ""))
     try: _execute(notebook, staging/"pipeline.ipynb", folder, params, log_output)
     except KeyboardInterrupt:
-        shutil.rmtree(staging, ignore_errors=True); raise RunInterrupted(name, kept) from None
+        remove_own_folder(staging); raise RunInterrupted(name, kept) from None
     except Exception as error:
         failed = _keep_failure(staging, folder, error, round(time.time() - start, 1))
         say(f"failed {name} in {time.time() - start:.0f} s: see {failed/'error.txt'}")
@@ -378,6 +394,16 @@ def _check_runs_dir(runs_dir: str|Path):
                          "pipeline.ipynb "
                          "as a source; use a folder outside nbs/ (e.g. ../runs/...)")
 
+# %% ../nbs/07_batch.ipynb #0cd011b8
+def _check_run_folders(folder: Path):
+    "A run's folder and the batch's two siblings of it may be written: new, or the package's own."
+    check_output_folder(folder, "run", "run_dir") # runs_dir/name
+    for sibling in (_staging(folder), _failed(folder)):
+        if sibling.exists() and folder_mark(sibling) is None:
+            raise ConfigError(f"{sibling}: the batch keeps run {folder.name}'s work there, but it "
+                              "is not a folder reranker_tune wrote; it is left alone. Move it away "
+                              "yourself.")
+
 # %% ../nbs/07_batch.ipynb #74469f48
 def run_sweep(configs: dict[str, dict], # run name -> parameters, e.g. from `load_sweep`
               runs_dir: str|Path="runs", # the folder that holds all runs
@@ -388,6 +414,7 @@ def run_sweep(configs: dict[str, dict], # run name -> parameters, e.g. from `loa
     "Execute every configuration in turn; a failure is recorded and the sweep goes on."
     notebook = pipeline_notebook(notebook)
     check_notebook_parameters(notebook, configs); _check_runs_dir(runs_dir)
+    for name in configs: _check_run_folders(Path(runs_dir)/name) # before the first run starts
     offline = offline_aware_environment()
     say(f"{len(configs)} run(s) into {runs_dir}/ on {detect_device()}, Hub "
         f"{'offline' if offline else 'online'}, notebook {_notebook_label(notebook)}")
@@ -605,6 +632,8 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="fine-tune from a YAML config (also under torchrun)")
     train.add_argument("--config", required=True,
                        help="the YAML file: base, loss, train_data, output_dir, options")
+    train.add_argument("--trust-remote-code", action="store_true",
+                       help="let the config's trust_remote_code: true run the model's own code")
     run = commands.add_parser("run", help="execute the pipeline notebook once into runs/<name>/")
     run.add_argument("--config", help="a job's config.yaml (e.g. runs/demo/config.yaml): run it "
                                       "again; --param overrides")
@@ -645,13 +674,22 @@ def _configs(args) -> tuple[dict[str, dict], str]:
     return {check_run_name(name): params}, args.runs_dir or (str(run_dir.parent) if run_dir
                                                              else "runs")
 
+# %% ../nbs/07_batch.ipynb #4740f21b
+def _utf8_text(path: Path) -> str:
+    "The text of `path`; a `ValueError` naming it and the first bad byte when it is not UTF-8."
+    try: return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[:e.start].count(b"\n") + 1
+        raise ValueError(f"{path}: line {line} is not UTF-8 text ({e.reason}); re-save the file "
+                         "as UTF-8.") from None
+
 # %% ../nbs/07_batch.ipynb #4d2e9f03
 def read_documents(path: str, # a .txt file, a .json list or {id: text}, or "-" for standard input
                    stdin=None, # what "-" reads; None: sys.stdin
                   ) -> list[str]|dict: # what `Reranker.rerank` takes
     "Candidates to rerank: a JSON list or object as given; text lines by number, blanks skipped."
     if path == "-": text, where = (stdin or sys.stdin).read(), "stdin"
-    elif Path(path).is_file(): text, where = Path(path).read_text(), path
+    elif Path(path).is_file(): text, where = _utf8_text(Path(path)), path
     else: raise FileNotFoundError(f"{path}: no such documents file")
     if path.endswith(".json"):
         try: documents = json.loads(text)
@@ -677,7 +715,7 @@ def _rerank(args) -> int: # the exit status
 def _train(args) -> int: # the exit status
     "Fine-tune from a YAML config: base model, loss, training data, output folder and options."
     from reranker_tune.advanced_training import train_from_config # beside batch: imported when used
-    train_from_config(args.config)
+    train_from_config(args.config, trust_remote_code=args.trust_remote_code)
     return 0
 
 # %% ../nbs/07_batch.ipynb #fa85b257

@@ -4,21 +4,22 @@
 
 # %% ../nbs/01_data.ipynb #e13ee3db
 from __future__ import annotations
-import gzip, sqlite3, warnings, random, math
+import gzip, json, sqlite3, unicodedata, warnings, random, math
 from dataclasses import dataclass
 from pathlib import Path
 from importlib.resources import files
 import numpy as np, pandas as pd
 import datasets
 from sentence_transformers.util.dataset import DEFAULT_LABEL_COLUMNS
-from .core import hub_is_offline
+from .core import hub_is_offline, read_json
 
 # %% auto #0
-__all__ = ['SHAPES', 'OPTIONAL_COLUMNS', 'ALIASES', 'PAIR_LABEL_ALIASES', 'SAMPLE_CLASSES', 'LIST_COLUMNS', 'DataError',
-           'rows_error', 'read_file', 'read_source', 'detect_shape', 'class_ids', 'drop_duplicate_rows', 'normalise',
-           'load_source', 'shape_of', 'class_names_of', 'to_pairs', 'as_pairs', 'as_texts', 'labelled_pairs_from_lists',
-           'positives_by_query', 'split_by_query', 'sample_pairs', 'sample_pair_tasks', 'length_report',
-           'as_candidate_lists', 'rows_from_lists', 'EvalSample', 'eval_samples_from_lists']
+__all__ = ['SHAPES', 'OPTIONAL_COLUMNS', 'ALIASES', 'PAIR_LABEL_ALIASES', 'SAMPLE_CLASSES', 'CHARACTERS_PER_TOKEN',
+           'LIST_COLUMNS', 'DataError', 'rows_error', 'read_file', 'read_source', 'detect_shape', 'has_visible_text',
+           'class_ids', 'drop_duplicate_rows', 'normalise', 'load_source', 'shape_of', 'class_names_of', 'to_pairs',
+           'as_pairs', 'as_texts', 'labelled_pairs_from_lists', 'positives_by_query', 'split_by_query', 'sample_pairs',
+           'sample_pair_tasks', 'length_report', 'clip_text', 'clip_texts', 'as_candidate_lists', 'rows_from_lists',
+           'EvalSample', 'eval_samples_from_lists']
 
 # %% ../nbs/01_data.ipynb #cd36a823
 class DataError(ValueError):
@@ -63,14 +64,16 @@ def _check_utf8(path: Path):
 # %% ../nbs/01_data.ipynb #a2824a47
 def _read_sqlite(path: Path, table: str|None) -> pd.DataFrame:
     "Read one table of a SQLite database (the only one, or `table`)."
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as con: # '#', '?' quoted
         try:
             names = con.execute("select name from sqlite_master where type='table'")
             tables = [r[0] for r in names]
         except sqlite3.DatabaseError as e:
             raise DataError(f"{path}: cannot be read as SQLite ({e}).") from None
+        if not tables: raise DataError(f"{path}: a SQLite database with no tables.")
         if table is None and len(tables) != 1:
-            raise DataError(f"{path}: has tables {tables}; pass table=... to choose one.")
+            raise DataError(f"{path}: has tables {tables}; choose one with table=... (the job's "
+                            "`table` parameter; --param table=NAME on the command line).")
         table = table or tables[0]
         if table not in tables:
             raise DataError(f"{path}: has no table '{table}' (tables: {tables}).")
@@ -84,6 +87,7 @@ def read_file(path: str|Path, # CSV, TSV, JSON(L), Parquet, Arrow, SQLite (or .g
     "Read a local file or Arrow folder into a DataFrame (or a Dataset for Arrow)."
     path = Path(path)
     if path.is_dir():
+        for record in sorted(path.rglob("*.json")): read_json(record, DataError) # names a broken one
         try: return datasets.load_from_disk(str(path))
         except FileNotFoundError:
             raise DataError(f"{path}: is a folder but not one written by Dataset.save_to_disk.") \
@@ -182,24 +186,34 @@ def _fits(shape: str, columns: set) -> bool:
 
 def detect_shape(columns, # column names, after renaming
                  source="data", # for the error message
+                 renamed: dict|None=None, # {the file's column: the name an alias gave it}
                 ) -> str: # one of the keys of `SHAPES`
     "Which canonical shape `columns` hold; else a `DataError` naming what is missing or ambiguous."
-    cols = set(columns)
+    cols, renamed = set(columns), renamed or {}
+    given = sorted({new: old for old, new in renamed.items()}.get(c, c) for c in cols)
+    aliases = "".join(f" Column '{old}' was read as '{new}'." for old, new in renamed.items())
     query_shapes = ("candidate_lists", "labelled_pairs", "pairs")
     query_shape = next((s for s in query_shapes if _fits(s, cols)), None)
     found = [s for s in (query_shape, "classified_pairs", "scored_pairs") if s and _fits(s, cols)]
     if len(found) == 1: return found[0]
     if found:
-        raise DataError(f"{source}: columns {sorted(cols)} fit more than one shape "
-                        f"({', '.join(found)}): 'label' beside two sentences "
-                              "is a class, 'score' a similarity score. Drop the columns you do not "
-                              "mean, or rename them with column_mapping.")
+        raise DataError(f"{source}: columns {given} fit more than one shape "
+                        f"({', '.join(found)}): 'label' beside two sentences is a class, 'score' a "
+                        f"similarity score.{aliases} Drop the columns you do not mean, or rename "
+                        "them with column_mapping.")
     wanted = "; ".join(f"{k}: {', '.join(v)}" for k, v in SHAPES.items())
-    raise DataError(f"{source}: columns {sorted(cols)} fit no known shape ({wanted}). "
+    raise DataError(f"{source}: columns {given} fit no known shape ({wanted}).{aliases} "
                     "Rename with column_mapping={'your_column': 'query', ...}.")
 
 # %% ../nbs/01_data.ipynb #27604b8c
-def _is_text(v) -> bool: return isinstance(v, str) and v.strip() != ""
+_INVISIBLE = ("Z", "Cc", "Cf") # separators, control and format characters (zero-width, BOM ...)
+
+def has_visible_text(text) -> bool:
+    "Whether `text` is a string with a character that shows (not only spaces or zero-width ones)."
+    return isinstance(text, str) and any(not unicodedata.category(c).startswith(_INVISIBLE)
+                                         for c in text)
+
+def _is_text(v) -> bool: return has_visible_text(v)
 
 def _check_texts(df, column, source):
     "Every value of `column` is a non-empty string."
@@ -401,8 +415,9 @@ def normalise(df: pd.DataFrame, # rows as read
              ) -> tuple[pd.DataFrame, str]: # canonical rows and their shape
     "Rename, select and validate the columns of one of the canonical shapes."
     if len(df) == 0: raise DataError(f"{source}: has no rows.")
-    df = _apply_aliases(df, column_mapping)
-    shape = detect_shape(df.columns, source)
+    given, df = list(df.columns), _apply_aliases(df, column_mapping)
+    renamed = {old: new for old, new in zip(given, df.columns) if old != new} # same order
+    shape = detect_shape(df.columns, source, renamed)
     if shape == "candidate_lists" and "negative" not in df.columns:
         df = df.assign(negative=[[] for _ in range(len(df))])
     keep = SHAPES[shape] + [c for c in OPTIONAL_COLUMNS.get(shape, []) if c in df.columns]
@@ -608,6 +623,32 @@ def length_report(ds: datasets.Dataset, # pairs, labelled pairs, classified or s
     report = {f"p{p}": int(np.percentile(lengths, p)) for p in (50, 90, 95, 99)}
     return {**report, "max": int(lengths.max()), "max_length": max_length,
             "truncated_share": float((lengths > max_length).mean())}
+
+# %% ../nbs/01_data.ipynb #233634c9
+CHARACTERS_PER_TOKEN = 16 # a generous bound on the characters one token of ordinary text covers
+
+def clip_text(text, # a text (anything else is given back as it is)
+              max_length: int, # the model's tokens per pair
+             ):
+    "`text` cut to `max_length` tokens' worth of characters, generously, before it is tokenised."
+    return text[:max_length*CHARACTERS_PER_TOKEN] if isinstance(text, str) else text
+
+# %% ../nbs/01_data.ipynb #4ac5a66e
+def _is_texts(feature) -> bool:
+    "Whether a datasets feature holds a text, or a list of texts."
+    inner = getattr(feature, "feature", None)
+    return getattr(feature, "dtype", None) in ("string", "large_string") or \
+        (inner is not None and getattr(inner, "dtype", None) in ("string", "large_string"))
+
+def clip_texts(ds: datasets.Dataset, # training or evaluation rows
+               max_length: int, # the model's tokens per pair
+              ) -> datasets.Dataset: # `ds` itself when no text is longer than the clip
+    "Every text column (and list-of-texts column) of `ds` cut with `clip_text`."
+    limit, columns = max_length*CHARACTERS_PER_TOKEN, [c for c, f in ds.features.items() if _is_texts(f)]
+    too_long = lambda v: len(v) > limit if isinstance(v, str) else any(len(t) > limit for t in v or [])
+    if not any(too_long(v) for c in columns for v in ds[c]): return ds
+    clip = lambda v: [clip_text(t, max_length) for t in v] if isinstance(v, list) else clip_text(v, max_length)
+    return ds.map(lambda row: {c: clip(row[c]) for c in columns})
 
 # %% ../nbs/01_data.ipynb #65612d29
 LIST_COLUMNS = ["query", "positive", "negative", "positive_grades", "negative_grades"]

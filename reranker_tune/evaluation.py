@@ -20,9 +20,9 @@ from sentence_transformers.cross_encoder.evaluation import (CrossEncoderClassifi
                                                            CrossEncoderNanoBEIREvaluator)
 from sentence_transformers.cross_encoder.evaluation.nano_beir import DATASET_NAME_TO_HUMAN_READABLE
 from .core import (resolve_model, detect_device, detect_scoring_precision,
-                                hub_is_offline, precision_context)
+                                hub_is_offline, precision_context, read_json)
 from .data import (DataError, EvalSample, load_source, positives_by_query, shape_of,
-                                eval_samples_from_lists)
+                                eval_samples_from_lists, clip_text)
 
 # %% auto #0
 __all__ = ['MEASURES', 'HELDOUT_FILE', 'RETRIEVER', 'CROSS_ENCODER', 'FUSION', 'NANOBEIR_ID', 'NANOBEIR_SUBSETS', 'found_share',
@@ -181,7 +181,7 @@ def read_eval_set(path: str|Path, # a file from `write_eval_set`, or a run folde
     file = path/HELDOUT_FILE if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no such eval-set file; pass the eval set yourself.")
-    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    return read_json(file, ValueError, lines=True) # a broken line is named by its number
 
 # %% ../nbs/05_evaluation.ipynb #51a691f2
 def eval_set_from_candidate_lists(source, # candidate lists: path, DataFrame, Dataset, dict ...
@@ -226,10 +226,10 @@ def rerank_scores(model: CrossEncoder, # the reranker
                  ) -> list[np.ndarray]: # one score per document, per sample
     "The reranker's raw score for every candidate, one query at a time, as serving scores them."
     precision = precision or detect_scoring_precision(str(model.device))
-    scores = []
+    scores, clip = [], lambda text: clip_text(text, model.max_seq_length or 512) # never tokenise megabytes
     with precision_context(precision, model.device):
         for s in tqdm(eval_set, desc="Scoring queries", disable=not show_progress_bar):
-            pairs = [(s["query"], d) for d in s["documents"]]
+            pairs = [(clip(s["query"]), clip(d)) for d in s["documents"]]
             scores.append(model.predict(pairs, batch_size=batch_size, activation_fn=lambda x: x,
                                         show_progress_bar=False) if pairs else np.array([]))
     return scores

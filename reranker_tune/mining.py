@@ -23,9 +23,14 @@ __all__ = ['MINING_PRESETS', 'load_embedder', 'mining_preset', 'candidate_pool',
 # %% ../nbs/02_mining.ipynb #8c6094b1
 def load_embedder(name: str="all-MiniLM-L6-v2", # short name, local folder or Hub id
                   device: str|None=None, # `None` picks the best device
+                  # serving: local files only for a folder, safetensors only; never remote code
+                  strict: bool=False,
                  ) -> SentenceTransformer:
     "The bi-encoder used for mining and as the first-stage retriever."
-    return SentenceTransformer(resolve_model(name), device=device or detect_device())
+    path = resolve_model(name)
+    safe = dict(local_files_only=Path(path).is_dir(), model_kwargs={"use_safetensors": True})
+    return SentenceTransformer(path, device=device or detect_device(), trust_remote_code=False,
+                               **(safe if strict else {}))
 
 # %% ../nbs/02_mining.ipynb #bfca1726
 MINING_PRESETS = {

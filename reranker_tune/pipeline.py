@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_pipeline.ipynb #652fb7da
 from __future__ import annotations
-import dataclasses, json, math, platform, random, re, shutil, time
+import dataclasses, hashlib, json, math, platform, random, re, shutil, textwrap, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd, yaml, torch, datasets
@@ -13,18 +13,19 @@ from matplotlib.figure import Figure
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['JOB_LOSSES', 'NORMALISATION', 'RETRIEVER_SCORES', 'DEV_EVALUATION_SHARE', 'JobConfig', 'whole_number', 'number_in',
-           'query_share', 'position_limit', 'model_positions', 'job_config', 'limit_queries', 'check_relevance_labels',
-           'refuse_shared_queries', 'load_job_data', 'choose_epochs', 'ShippingDecision', 'decide_on_dev', 'verdict',
-           'shipped_rule', 'plot_fusion_curve', 'per_query_table', 'run_readme', 'training_rows', 'grade_range_of',
-           'job_eval_set', 'resolved_settings', 'train_cross_encoder', 'choose_on_dev', 'compare_on_held_out', 'judge',
-           'write_run', 'run_pipeline']
+__all__ = ['JOB_LOSSES', 'SOURCES', 'NORMALISATION', 'RETRIEVER_SCORES', 'CROSS_ENCODER_SCORES', 'DEV_EVALUATION_SHARE',
+           'JobConfig', 'whole_number', 'number_in', 'query_share', 'position_limit', 'model_positions',
+           'source_summary', 'job_config', 'limit_queries', 'check_relevance_labels', 'refuse_shared_queries',
+           'load_job_data', 'choose_epochs', 'ShippingDecision', 'decide_on_dev', 'verdict', 'shipped_rule',
+           'plot_fusion_curve', 'per_query_table', 'shown_path', 'run_readme', 'outside_client_code', 'run_model_card',
+           'training_rows', 'grade_range_of', 'job_eval_set', 'resolved_settings', 'train_cross_encoder',
+           'choose_on_dev', 'compare_on_held_out', 'judge', 'write_run', 'run_pipeline']
 
 # %% ../nbs/06_pipeline.ipynb #defe908c
 from .core import (seed_everything, detect_device, detect_precision, resolve_model,
                                 detect_scoring_precision, PRECISIONS,
                                 hub_id, ModelNotFound, staged_folder, say, quiet_libraries,
-                                ConfigError)
+                                ConfigError, check_output_folder, read_json)
 from .data import (DataError, rows_error, load_source, sample_pairs, to_pairs,
                                 split_by_query,
                                 shape_of, as_candidate_lists, rows_from_lists)
@@ -45,6 +46,7 @@ class JobConfig:
     "The main job's parameters and defaults: `run_pipeline`, papermill and sweeps read them here."
     source: object = None # a file, folder or Hub dataset id (or a DataFrame, Dataset); None: sample
     column_mapping: dict|None = None # {your column: canonical column}
+    table: str|None = None # SQLite sources: the table to read, when a database has several
     run_dir: str = "runs/demo" # where results go
     test_source: object = None # held-out queries from here instead of a split of `source`
     dev_source: object = None # dev queries from here instead of a split of the training queries
@@ -79,12 +81,14 @@ def _parsed(name: str, value, kind: str) -> float:
         raise ConfigError(f"{name}={value!r}: {kind} is allowed.")
     return value
 
-def whole_number(name: str, value, lowest: int, optional: bool=False) -> int|None:
-    "`value` as an int of at least `lowest` (or None when `optional`)."
-    kind = f"a whole number >= {lowest}" + (" or None" if optional else "")
+def whole_number(name: str, value, lowest: int, optional: bool=False,
+                 highest: int|None=None) -> int|None:
+    "`value` as an int in [lowest, highest] (or None when `optional`)."
+    kind = (f"a whole number >= {lowest}" + (f" and <= {highest}" if highest is not None else "")
+            + (" or None" if optional else ""))
     if value is None and optional: return None
     number = _parsed(name, value, kind)
-    if number != int(number) or number < lowest:
+    if number != int(number) or number < lowest or (highest is not None and number > highest):
         raise ConfigError(f"{name}={value!r}: {kind} is allowed.")
     return int(number)
 
@@ -161,7 +165,7 @@ def model_positions(model: str) -> int|None:
     except ModelNotFound: return None
     configs = [folder/"config.json"] + sorted(folder.glob("*/config.json"))
     for path in (p for p in configs if p.is_file()):
-        if (limit := position_limit(json.loads(path.read_text()))) is not None: return limit
+        if (limit := position_limit(read_json(path, ConfigError))) is not None: return limit
     return None
 
 # %% ../nbs/06_pipeline.ipynb #1f43f145
@@ -193,8 +197,8 @@ def _sources_checked(config: JobConfig) -> dict:
     if mapping is not None and not (isinstance(mapping, dict) and names(mapping)):
         raise ConfigError(f"column_mapping={mapping!r}: {{your column: canonical column}} "
                           "is allowed.")
-    if not str(config.run_dir or "").strip():
-        raise ConfigError("run_dir: a folder path is allowed, got nothing.")
+    if config.table is not None and not (isinstance(config.table, str) and config.table.strip()):
+        raise ConfigError(f"table={config.table!r}: a table name or None is allowed.")
     return {}
 
 # %% ../nbs/06_pipeline.ipynb #13120fbb
@@ -211,7 +215,7 @@ def _numbers_checked(c: JobConfig) -> dict:
     "Every numeric parameter parsed and inside its range."
     numbers = dict(max_queries=whole_number("max_queries", c.max_queries, 2, optional=True),
                    eval_size=query_share("eval_size", c.eval_size),
-                   seed=whole_number("seed", c.seed, 0),
+                   seed=whole_number("seed", c.seed, 0, highest=2**32 - 1), # NumPy's range
                    dev_size=query_share("dev_size", c.dev_size, zero_allowed=True),
                    num_negatives=whole_number("num_negatives", c.num_negatives, 0),
                    random_negatives=whole_number("random_negatives", c.random_negatives, 0),
@@ -229,7 +233,9 @@ def _numbers_checked(c: JobConfig) -> dict:
 
 # %% ../nbs/06_pipeline.ipynb #693d5906
 @patch
-def checked(self: JobConfig) -> JobConfig:
+def checked(self: JobConfig,
+            run_dir: bool=True, # check `run_dir` too; False: the caller names and checks the folder
+           ) -> JobConfig:
     "A copy with every parameter parsed and checked; a `ConfigError` names the first wrong one."
     numbers = _numbers_checked(self)
     config = dataclasses.replace(self, **numbers, loss=_loss_checked(self.loss),
@@ -237,6 +243,7 @@ def checked(self: JobConfig) -> JobConfig:
                                  precision=_precision_checked(self.precision, self.device),
                                  grade_range=_grade_range_checked(self.grade_range))
     _sources_checked(config); _models_checked(config)
+    if run_dir: check_output_folder(config.run_dir, "run", "run_dir") # a new folder, or a run of ours
     return config
 
 # %% ../nbs/06_pipeline.ipynb #d7e73771
@@ -265,15 +272,24 @@ def from_yaml(cls: JobConfig, path: str|Path, # a `config.yaml` written by a run
         raise ConfigError(f"{path}: not valid YAML ({error}).".replace("\n", " ")) from None
     return cls.from_mapping(values or {}, str(path))
 
+SOURCES = ("source", "test_source", "dev_source") # the parameters that hold data
+
+def source_summary(source) -> str:
+    "An in-memory source as a run records it: its type, rows, columns and a hash, never its rows."
+    table = source.to_pandas() if isinstance(source, datasets.Dataset) else pd.DataFrame(source)
+    digest = hashlib.sha256(table.to_json(orient="split", index=False).encode()).hexdigest()
+    return (f"<in memory: {type(source).__name__}, {len(table)} rows, columns "
+            f"{list(map(str, table.columns))}, sha256 {digest[:12]}>")
+
 @patch
 def as_record(self: JobConfig) -> dict:
-    "The parameters as plain YAML values; a DataFrame or Dataset source is recorded by its type."
-    def plain(v):
+    "The parameters as plain YAML values; an in-memory source is recorded by `source_summary`."
+    def plain(name, v):
         if isinstance(v, Path): return str(v)
         if isinstance(v, tuple): return list(v)
-        plain_types = (str, int, float, bool, list, dict)
-        return v if v is None or isinstance(v, plain_types) else f"<{type(v).__name__}>"
-    return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        if name in SOURCES and v is not None and not isinstance(v, str): return source_summary(v)
+        return v if v is None or isinstance(v, (str, int, float, bool, list, dict)) else repr(v)
+    return {f.name: plain(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 # %% ../nbs/06_pipeline.ipynb #d5899a17
 def job_config(config: JobConfig|dict|str|Path|None=None, # a JobConfig, a mapping, or a config.yaml
@@ -328,17 +344,24 @@ def refuse_shared_queries(parts: dict, # {label: Dataset with a `query` column, 
                                 "held-out queries must not be trained or tuned on.")
 
 # %% ../nbs/06_pipeline.ipynb #3dff983c
-def _evaluable(lists: datasets.Dataset) -> datasets.Dataset:
-    "Candidate lists with at least one positive and one negative."
-    return lists.filter(lambda r: len(r["positive"]) > 0 and len(r["negative"]) > 0)
+def _evaluable(lists: datasets.Dataset, where: str, part: str="dev") -> datasets.Dataset:
+    "Candidate lists with a positive and a negative; a `DataError` when no list has both."
+    kept = lists.filter(lambda r: len(r["positive"]) > 0 and len(r["negative"]) > 0)
+    if len(lists) and not len(kept):
+        raise DataError(f"{where}: none of its {len(lists)} {part} queries has both a relevant and "
+                        "a non-relevant candidate, so there is nothing to rerank or to measure. Give "
+                        "each query several labelled candidates, or (query, answer) pairs, whose "
+                        "negatives the retriever finds.")
+    return kept
 
 def _source_label(name: str, source) -> str:
     return f"{name} {source}" if isinstance(source, (str, Path)) else name
 
-def _load_part(source, column_mapping: dict|None, name: str) -> datasets.Dataset:
+def _load_part(source, column_mapping: dict|None, name: str, table: str|None=None
+              ) -> datasets.Dataset:
     "One source as pairs, or as candidate lists when it holds negatives; labels checked."
     if source is None: ds = sample_pairs()
-    else: ds = load_source(source, column_mapping, extra_columns="drop")
+    else: ds = load_source(source, column_mapping, extra_columns="drop", table=table)
     check_relevance_labels(ds, _source_label(name, source))
     if shape_of(ds) == "pairs": return ds
     lists = as_candidate_lists(ds)
@@ -350,7 +373,7 @@ def load_job_data(config: JobConfig|None=None, # checked parameters; None: the d
                  ) -> dict: # `shape`, `train`, `dev` (or None), `test`, `answers` (pairs only)
     "Load the job's data and split it by query into train, dev and held-out test; no overlaps."
     c = config or JobConfig()
-    load = lambda name: _load_part(getattr(c, name), c.column_mapping, name)
+    load = lambda name: _load_part(getattr(c, name), c.column_mapping, name, c.table)
     full = load("source")
     shape = "pairs" if "answer" in full.column_names else "candidate_lists"
     data = limit_queries(full, c.max_queries, c.seed)
@@ -362,7 +385,10 @@ def load_job_data(config: JobConfig|None=None, # checked parameters; None: the d
                            _source_label("dev_source", c.dev_source): dev,
                            _source_label("test_source", c.test_source): test})
     if shape == "candidate_lists":
-        test, dev = _evaluable(test), None if dev is None else _evaluable(dev)
+        part = lambda name: (_source_label(name, getattr(c, name)) if getattr(c, name) is not None
+                             else _source_label("source", c.source))
+        test = _evaluable(test, part("test_source"), "held-out")
+        dev = None if dev is None else _evaluable(dev, part("dev_source"))
         return {"shape": shape, "train": data, "dev": dev, "test": test, "answers": None}
     held = list(test["answer"]) + (list(dev["answer"]) if dev is not None else [])
     answers = list(dict.fromkeys(list(full["answer"]) + held))
@@ -434,6 +460,7 @@ NORMALISATION = ("z-score per query: (x - mean) / std over one query's candidate
                  "std; 0 when all scores are equal), then weight * cross-encoder + (1 - weight) * "
                  "retriever")
 RETRIEVER_SCORES = "cosine similarity of normalised SentenceTransformer embeddings"
+CROSS_ENCODER_SCORES = "raw logits, no activation"
 
 def shipped_rule(decision: ShippingDecision, curve: pd.Series|None, config: JobConfig,
                  resolved: dict) -> dict: # `resolved_settings`: shape, precision ...
@@ -441,10 +468,9 @@ def shipped_rule(decision: ShippingDecision, curve: pd.Series|None, config: JobC
     by_weight = {} if curve is None else {f"{k:g}": round(float(v), 6) for k, v in curve.items()}
     return {"format": 1, "shipped": decision.shipped, "fusion_weight": decision.weight,
             "normalisation": NORMALISATION,
-            "cross_encoder": {"folder": "model", "scores": "raw logits, no activation",
+            "cross_encoder": {"folder": "model", "scores": CROSS_ENCODER_SCORES,
                               "precision": resolved["scoring_precision"]},
-            "retriever": {"model": str(config.embedder), "scores": RETRIEVER_SCORES,
-                          "resolved_path": resolve_model(config.embedder)},
+            "retriever": {"model": str(config.embedder), "scores": RETRIEVER_SCORES},
             "top_k": config.top_k if resolved["shape"] == "pairs" else None,
             "dev_ndcg@10_by_weight": by_weight, "reason": decision.reason}
 
@@ -465,10 +491,16 @@ def plot_fusion_curve(curve: pd.Series, # dev NDCG@10 by fusion weight
 
 # %% ../nbs/06_pipeline.ipynb #94caba04
 def per_query_table(eval_set: list[dict], per_query: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    "Every system's metrics per held-out query, one row per query."
+    "Every system's metrics per held-out query: its line in heldout.jsonl (`query_id`), its text."
     flat = {f"{name} {metric}": m[metric].to_numpy()
             for name, m in per_query.items() for metric in m.columns}
-    return pd.DataFrame(flat, index=pd.Index([s["query"] for s in eval_set], name="query"))
+    table = pd.DataFrame({"query": [s["query"] for s in eval_set], **flat})
+    return table.rename_axis("query_id") # 0-based: the line of heldout.jsonl
+
+# %% ../nbs/06_pipeline.ipynb #e5117135
+def shown_path(run_dir: str|Path) -> str:
+    "`run_dir` as the run's own files quote it: as given when relative, else by its name alone."
+    return Path(run_dir).name if Path(run_dir).expanduser().is_absolute() else str(run_dir)
 
 # %% ../nbs/06_pipeline.ipynb #c934ac15
 def run_readme(folder_name: str, config: JobConfig, summary: str, table: pd.DataFrame,
@@ -482,12 +514,95 @@ def run_readme(folder_name: str, config: JobConfig, summary: str, table: pd.Data
                f"{training['rows']} rows ({training['epochs']:g} epochs at most, "
                f"{training['precision']} on {training['device']}); retriever `{config.embedder}`.")
     serve = ["```python", "from reranker_tune.serving import Reranker",
-             f'reranker = Reranker("{config.run_dir}")',
+             f'reranker = Reranker("{shown_path(config.run_dir)}")',
              'reranker.rerank("your question", ["candidate one", "candidate two"])', "```"]
     return "\n".join([f"# Run `{folder_name}`", "", trained, "", "## Held-out queries", "",
                       table.round(4).to_markdown(), "", "## Verdict", "", summary, "",
                       "## Serving", "", f"Shipped: {rule[decision.shipped]} (`shipped.json`).", "",
                       *serve, ""])
+
+# %% ../nbs/06_pipeline.ipynb #6b124459
+def _example(eval_set: list[dict], limit: int=300) -> tuple[str, list[str]]:
+    "A short held-out query with a relevant and a non-relevant candidate, for the card's examples."
+    def fits(s): return [d for d in s["documents"] if len(d) <= limit]
+    usable = [s for s in eval_set if any(d in s["positive"] for d in fits(s))
+              and any(d not in s["positive"] for d in fits(s))] or eval_set
+    s = min(usable, key=lambda s: len(s["query"]))
+    shown = fits(s) or [textwrap.shorten(d, limit) for d in s["documents"]]
+    good = next((d for d in shown if d in s["positive"]), shown[0])
+    bad = next((d for d in shown if d not in s["positive"]), shown[-1])
+    return s["query"], [bad, good]
+
+# %% ../nbs/06_pipeline.ipynb #6d9f16c2
+def outside_client_code(model_folder: str, # the cross-encoder's folder, as a client names it
+                        retriever: str, # the retriever's Hub id or folder
+                        weight: float, # the shipped fusion weight (1: the cross-encoder alone)
+                        query: str, documents: list[str], # the example
+                       ) -> str: # Python that ranks `documents` as `Reranker(run_dir)` does
+    "The shipped rule in plain sentence-transformers and NumPy, for clients outside this package."
+    lines = ["import numpy as np", "from sentence_transformers import CrossEncoder, SentenceTransformer",
+             "", f"query = {query!r}", f"documents = {documents!r}"]
+    if weight > 0: lines += [f"cross_encoder = CrossEncoder({model_folder!r})",
+                             "logits = cross_encoder.predict([(query, d) for d in documents], "
+                             "activation_fn=lambda x: x) # raw logits"]
+    if weight < 1: lines += [f"retriever = SentenceTransformer({retriever!r})",
+                             "encode = lambda texts: retriever.encode(texts, normalize_embeddings=True)",
+                             "cosine = encode(documents) @ encode([query])[0]"]
+    lines += ["def z(x): # z-score over one query's candidates, 0 when they are all equal",
+              "    x = np.asarray(x, dtype=float)",
+              "    return (x - x.mean()) / x.std() if x.std() > 0 else np.zeros_like(x)",
+              {0.0: "scores = cosine", 1.0: "scores = logits"}.get(
+                  weight, f"scores = {weight:g} * z(logits) + {1 - weight:g} * z(cosine)"),
+              "ranking = [documents[i] for i in np.argsort(-scores, kind='stable')] # best first"]
+    return "\n".join(lines)
+
+# %% ../nbs/06_pipeline.ipynb #f4a5ed29
+_ALONE_ROW = {CROSS_ENCODER: None, # what the model folder alone gives, against what the run ships
+              FUSION: "the fusion of this cross-encoder with the retriever",
+              RETRIEVER: "the retriever's own order: this cross-encoder did not beat it on dev"}
+
+def _alone_warning(decision: ShippingDecision, table: pd.DataFrame) -> list[str]:
+    "A plain warning when the folder alone (the cross-encoder) is not what the run ships."
+    if decision.shipped == CROSS_ENCODER: return []
+    alone, base = table.loc[CROSS_ENCODER, "ndcg@10"], table.loc[RETRIEVER, "ndcg@10"]
+    shipped = table.loc[decision.shipped if decision.shipped in table.index else RETRIEVER, "ndcg@10"]
+    n = int(table.loc[RETRIEVER, "queries"])
+    return [f"> **Warning: this folder alone is not what the run ships.** Loaded by itself (with "
+            "sentence-transformers, transformers or any reranking library) it is the cross-encoder "
+            f"alone: NDCG@10 {alone:.3f} on {n} held-out queries, against {base:.3f} for the "
+            f"retriever. The run ships {_ALONE_ROW[decision.shipped]} ({shipped:.3f}); serve that, "
+            "as below.", ""]
+
+# %% ../nbs/06_pipeline.ipynb #3613f192
+def _trained_line(config: JobConfig, training: dict) -> str:
+    "One sentence: the base model, the loss, the rows, the data, the retriever."
+    data = config.as_record()["source"] or "the reranker_tune gardening sample"
+    return (f"Fine-tuned from `{hub_id(config.base_model)}` with {config.loss} on {training['rows']} "
+            f"rows of {data} ({training['epochs']:g} epoch{'s'[:training['epochs'] != 1]} at most, "
+            f"{training['precision']} on "
+            f"{training['device']}), to rerank the candidates of the retriever "
+            f"`{hub_id(config.embedder)}`.")
+
+# %% ../nbs/06_pipeline.ipynb #f46e089e
+def run_model_card(name: str, # the run folder's name
+                   config: JobConfig, judged: dict, # from `judge`
+                   training: dict, # the training facts: rows, epochs, precision, device
+                  ) -> str: # the card's Markdown, after its metadata
+    "The model card of a run's cross-encoder: what it is, how it did, what ships, how to serve it."
+    decision, table, run = judged["decision"], judged["result"]["table"], shown_path(config.run_dir)
+    query, documents = _example(judged["eval_set"])
+    code = outside_client_code(f"{run}/model", hub_id(config.embedder), decision.weight, query,
+                               documents)
+    rule = NORMALISATION if decision.shipped == FUSION else RETRIEVER_SCORES
+    return "\n".join([
+        f"# `{name}`: a cross-encoder reranker trained with reranker_tune", "",
+        _trained_line(config, training), "", *_alone_warning(decision, table),
+        "## Held-out queries", "", table.round(4).to_markdown(), "", judged["summary"], "",
+        "## Serving what the run ships", "", "```python", "from reranker_tune.serving import Reranker",
+        f"reranker = Reranker({run!r}) # the run folder, one above this one",
+        f"reranker.rerank({query!r}, {documents!r})", "```", "",
+        "### Without reranker_tune", "", f"Shipped: {decision.shipped}, weight {decision.weight:g} "
+        f"on the cross-encoder; scores: {rule}.", "", "```python", code, "```", ""])
 
 # %% ../nbs/06_pipeline.ipynb #f880aa4a
 def training_rows(job: dict, # from `load_job_data`
@@ -695,10 +810,12 @@ def _run_in(folder: Path, config: JobConfig, job: dict, resolved: dict, start: f
     timings["evaluation"] = round(time.time() - start - sum(timings.values()), 1)
     timings["total"] = round(time.time() - start, 1)
     say(f"Writing the run folder {config.run_dir}/: metrics, comparison, plots, model")
-    readme = write_run(folder, config, resolved, judged, facts, timings)
+    write_run(folder, config, resolved, judged, facts, timings)
     source = config.as_record()["source"] or "reranker_tune gardening sample"
+    name = Path(config.run_dir).name
     write_model_card(model, folder/"model", config.base_model, dataset_name=source,
-                     extra_markdown=readme.split("\n", 2)[2])
+                     model_name=f"{name} (reranker_tune)",
+                     body=run_model_card(name, config, judged, facts))
     print(judged["result"]["table"].round(3).to_markdown())
     return {"table": judged["result"]["table"], "verdict": judged["summary"], "model": model,
             "shipped": judged["decision"].shipped, "fusion_weight": judged["decision"].weight}

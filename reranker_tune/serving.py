@@ -4,27 +4,31 @@
 
 # %% ../nbs/08_serving.ipynb #cee571cf
 from __future__ import annotations
-import os, json, time, shutil, logging, tempfile, warnings, functools, contextlib, importlib.util
+import os, re, json, time, shutil, logging, tempfile, warnings, functools, contextlib, importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 import numpy as np, pandas as pd, scipy.stats, torch
 from sentence_transformers import CrossEncoder, SentenceTransformer
 from sentence_transformers.base.modules import Transformer
 from transformers.modeling_outputs import SequenceClassifierOutput
-from .core import detect_device, resolve_model, write_atomically
+from .core import (detect_device, resolve_model, write_atomically, folder_path,
+                                folder_mark, read_json, PRECISIONS, progress_bars_off)
+from .data import has_visible_text
 from .mining import load_embedder
-from .pipeline import position_limit
+from .pipeline import (position_limit, NORMALISATION, RETRIEVER_SCORES,
+                                    CROSS_ENCODER_SCORES)
 from .evaluation import (rerank_scores, timed_rerank_scores, per_query_metrics,
                                       fuse_scores,
                                       shipped_system, RETRIEVER, CROSS_ENCODER, FUSION,
                                       read_eval_set, HELDOUT_FILE)
 
 # %% auto #0
-__all__ = ['SHIPPED_FILE', 'ONNX_FILE', 'QUANTIZATION_CONFIGS', 'FP32_TOLERANCE', 'INT8_TOLERANCE', 'ModelFolderError',
-           'load_shipped_rule', 'check_model_folder', 'load_model', 'cached_model', 'Ranked', 'Reranker', 'rerank',
-           'served_metrics', 'OnnxNotInstalled', 'require_onnx', 'OnnxSequenceClassifier', 'quantize_onnx',
-           'export_onnx', 'ParityError', 'score_agreement', 'onnx_parity', 'compare_backends']
+__all__ = ['SHIPPED_FILE', 'MAX_CHARACTERS', 'ONNX_FILE', 'QUANTIZATION_CONFIGS', 'FP32_TOLERANCE', 'INT8_TOLERANCE',
+           'ModelFolderError', 'check_finished_run', 'load_shipped_rule', 'check_model_folder', 'load_model',
+           'cached_model', 'Ranked', 'Reranker', 'rerank', 'served_metrics', 'OnnxNotInstalled', 'require_onnx',
+           'OnnxSequenceClassifier', 'quantize_onnx', 'export_onnx', 'ParityError', 'score_agreement', 'onnx_parity',
+           'compare_backends']
 
 # %% ../nbs/08_serving.ipynb #fd2f03e2
 class ModelFolderError(ValueError):
@@ -62,43 +66,98 @@ def _checked_weight(rule: dict, file: Path) -> float:
                                f"but shipped says {shipped!r}.")
     return float(weight)
 
+# %% ../nbs/08_serving.ipynb #c4f42065
+_RULE_KEYS = {"format", "shipped", "fusion_weight", "normalisation", "cross_encoder", "retriever",
+              "top_k", "dev_ndcg@10_by_weight", "reason"}
+
+def _refuse_unknown(part: dict, known: set, file: Path, where: str=""):
+    "A `ModelFolderError` for keys of `part` this reranker_tune does not know."
+    if unknown := sorted(set(part) - known):
+        raise ModelFolderError(f"{file}: unknown key(s) {unknown}{where}; it knows "
+                               f"{sorted(known)}. A newer reranker_tune may have written it.")
+
+def _checked_retriever(retriever: dict, weight: float, file: Path) -> dict:
+    "The retriever part: a model name and the scores it gives, when the rule ranks with it."
+    if not isinstance(retriever, dict): raise ModelFolderError(f"{file}: retriever is no object.")
+    _refuse_unknown(retriever, {"model", "scores", "resolved_path"}, file, " in retriever")
+    if weight < 1 and not isinstance(retriever.get("model"), str):
+        raise ModelFolderError(f"{file}: ranks with the retriever's scores (fusion_weight "
+                               f"{weight}) but names no retriever (retriever.model).")
+    if retriever.get("scores", RETRIEVER_SCORES) != RETRIEVER_SCORES:
+        raise ModelFolderError(f"{file}: retriever.scores {retriever['scores']!r}; this "
+                               f"reranker_tune computes {RETRIEVER_SCORES!r}.")
+    return retriever
+
+# %% ../nbs/08_serving.ipynb #37670836
+def _checked_cross_encoder(part: dict, run_dir: Path, weight: float, file: Path) -> dict:
+    "The cross-encoder part: a folder inside the run, raw logits, a known precision."
+    if not isinstance(part, dict): raise ModelFolderError(f"{file}: cross_encoder is no object.")
+    _refuse_unknown(part, {"folder", "scores", "precision"}, file, " in cross_encoder")
+    part = {"folder": "model", **part}
+    folder = part["folder"]
+    inside = isinstance(folder, str) and not Path(folder).is_absolute() \
+        and folder_path(run_dir/folder).is_relative_to(run_dir) and folder_path(run_dir/folder) != run_dir
+    if weight > 0 and not inside:
+        raise ModelFolderError(f"{file}: cross_encoder.folder {folder!r} is not a folder inside "
+                               f"the run; a run serves its own model (e.g. 'model').")
+    if part.get("precision") not in (None, *PRECISIONS):
+        raise ModelFolderError(f"{file}: cross_encoder.precision {part['precision']!r}; one of "
+                               f"{PRECISIONS} is allowed.")
+    if part.get("scores", CROSS_ENCODER_SCORES) != CROSS_ENCODER_SCORES:
+        raise ModelFolderError(f"{file}: cross_encoder.scores {part['scores']!r}; this "
+                               f"reranker_tune serves {CROSS_ENCODER_SCORES!r}.")
+    return part
+
+# %% ../nbs/08_serving.ipynb #99fbcd8a
+_STAGING = re.compile(r"\..+\.(partial|old)-.*") # the names of folders still being written or set aside
+
+def check_finished_run(run_dir: Path, # a run folder
+                      ) -> Path:
+    "`run_dir` unless it is a run still being written, or killed before it finished."
+    mark = folder_mark(run_dir)
+    unfinished = (mark is not None and not mark.get("finished")) or \
+        (mark is None and _STAGING.fullmatch(run_dir.name) is not None)
+    if unfinished:
+        raise ModelFolderError(f"{run_dir}: an unfinished run (its job is still writing it, or "
+                               "was stopped before it finished): nothing here was judged. Serve the "
+                               "finished run folder.")
+    return run_dir
+
 # %% ../nbs/08_serving.ipynb #60273cda
 def load_shipped_rule(run_dir: str|Path, # a finished run folder (e.g. runs/demo)
                      ) -> dict: # shipped.json, checked, with `fusion_weight` a float in [0, 1]
     "The ranking rule a run ships, from its shipped.json; a `ModelFolderError` says what is wrong."
-    run_dir = Path(run_dir).expanduser()
+    run_dir = folder_path(run_dir)
+    check_finished_run(run_dir)
     file = run_dir/SHIPPED_FILE
     if not file.is_file(): raise _missing_run(run_dir)
-    try: rule = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelFolderError(f"{file}: not valid JSON ({e}).") from None
+    rule = read_json(file, ModelFolderError)
     if not isinstance(rule, dict): raise ModelFolderError(f"{file}: not a JSON object.")
     if rule.get("format", 1) != 1:
         raise ModelFolderError(f"{file}: format {rule['format']!r}; this reranker_tune reads "
                                "format 1.")
+    _refuse_unknown(rule, _RULE_KEYS, file)
     weight = _checked_weight(rule, file)
-    retriever = rule.get("retriever") or {}
-    if weight < 1 and not isinstance(retriever.get("model"), str):
-        raise ModelFolderError(f"{file}: ranks with the retriever's scores (fusion_weight "
-                               f"{weight}) "
-                               "but names no retriever (retriever.model).")
-    return {**rule, "fusion_weight": weight, "retriever": retriever,
-            "cross_encoder": {"folder": "model", **(rule.get("cross_encoder") or {})}}
+    retriever = _checked_retriever(rule.get("retriever") or {}, weight, file)
+    cross_encoder = _checked_cross_encoder(rule.get("cross_encoder") or {}, run_dir, weight, file)
+    if weight not in (0, 1) and rule.get("normalisation", NORMALISATION) != NORMALISATION:
+        raise ModelFolderError(f"{file}: normalisation {rule['normalisation']!r} is not the one "
+                               f"this reranker_tune serves: {NORMALISATION!r}.")
+    return {**rule, "fusion_weight": weight, "retriever": retriever, "cross_encoder": cross_encoder}
 
 # %% ../nbs/08_serving.ipynb #8d3ce6aa
 def check_model_folder(folder: str|Path, # a folder written by `save_model` (e.g. runs/demo/model)
                       ) -> Path: # the folder
     "`folder` if it holds a finished model with safetensors weights; else a `ModelFolderError`."
-    folder = Path(folder).expanduser()
-    if folder.name.endswith(".partial"):
-        raise ModelFolderError(f"{folder}: a save that is still running or was interrupted; the "
-                               "finished model is "
-                               f"{folder.with_name(folder.name.removesuffix('.partial'))}.")
+    folder = Path(folder).expanduser() # as given: the caller's paths stay theirs
+    if _STAGING.fullmatch(folder.name) or (folder_mark(folder) or {}).get("finished") is False:
+        raise ModelFolderError(f"{folder}: a save that is still running or was interrupted; a "
+                               "finished model has a name of its own, e.g. runs/demo/model.")
     if not folder.exists():
-        partial = folder.with_name(folder.name + ".partial")
-        hint = (f" {partial.name} is there: training has not finished, or stopped before the model "
-                "was saved."
-                if partial.exists() else " Train one first: `make demo` writes runs/demo/model.")
+        partial = sorted(folder.parent.glob(f".{folder.name}.partial-*"))
+        hint = (f" {partial[0].name} is there: training has not finished, or stopped before the "
+                "model was saved." if partial else " Train one first: `make demo` writes "
+                "runs/demo/model.")
         raise ModelFolderError(f"{folder}: no such model folder.{hint}")
     if not folder.is_dir(): raise ModelFolderError(f"{folder}: a file, not a model folder.")
     if not (folder/"config.json").is_file():
@@ -125,10 +184,11 @@ def load_model(folder: str|Path, # a saved model folder
               ) -> CrossEncoder:
     "A `CrossEncoder` from a saved folder, loaded safely: local files, safetensors, no code run."
     folder = check_model_folder(folder)
-    model = CrossEncoder(str(folder), device="cpu" if onnx_file else device or detect_device(),
-                         max_length=_capped_max_length(folder, max_length),
-                         trust_remote_code=False, local_files_only=True,
-                         model_kwargs={"dtype": torch.float32, "use_safetensors": True})
+    with progress_bars_off(): # no "Loading weights" bar on every start of a service or command
+        model = CrossEncoder(str(folder), device="cpu" if onnx_file else device or detect_device(),
+                             max_length=_capped_max_length(folder, max_length),
+                             trust_remote_code=False, local_files_only=True,
+                             model_kwargs={"dtype": torch.float32, "use_safetensors": True})
     return model if onnx_file is None else _swap_in_onnx(model, folder, onnx_file)
 
 # %% ../nbs/08_serving.ipynb #32d06299
@@ -163,6 +223,9 @@ def cached_model(folder: str|Path, # a saved model folder
     return _load_cached(str(folder), _stamp(folder, onnx_file), device, onnx_file, max_length)
 
 # %% ../nbs/08_serving.ipynb #59da9af1
+# the longest query or document a Reranker takes: about 15,000 words, far more than a model reads
+MAX_CHARACTERS = 100_000
+
 @dataclass(frozen=True)
 class Ranked:
     "One reranked document."
@@ -175,24 +238,30 @@ class Ranked:
 def _listed(ids: list,
             limit: int=5) -> str: return f"{ids[:limit]}{' ...' if len(ids) > limit else ''}"
 
-def _as_documents(documents) -> tuple[list, list[str]]:
+def _as_documents(documents, max_characters: int|None=None) -> tuple[list, list[str]]:
     "Ids and texts of a list of texts (ids: positions) or of a dict {id: text}; no empty text."
     if isinstance(documents, (str, bytes)):
         raise TypeError("documents: a list of texts or a dict {id: text}, not a single string.")
     if isinstance(documents, Mapping): ids, texts = list(documents.keys()), list(documents.values())
-    else:
+    elif isinstance(documents, Iterable): # a list, a tuple, a column of a table ...
         texts = list(documents)
         ids = list(range(len(texts)))
+    else: raise TypeError(f"documents: a list of texts or a dict {{id: text}}, got "
+                          f"{type(documents).__name__}.")
     if not texts: raise ValueError("documents is empty: give at least one text to rerank.")
     bad = [i for i, t in zip(ids, texts) if not isinstance(t, str)]
     if bad:
         raise TypeError(f"documents must be texts; not text at {_listed(bad)} (e.g. "
                         f"{type(texts[ids.index(bad[0])]).__name__}).")
-    blank = [i for i, t in zip(ids, texts) if not t.strip()]
+    blank = [i for i, t in zip(ids, texts) if not has_visible_text(t)] # zero-width ones too
     if blank:
         raise ValueError(f"documents at {_listed(blank)} ({len(blank)} in all) are empty or only "
                          "whitespace: "
                                "nothing to judge; leave them out of the candidates.")
+    if max_characters and (long := [i for i, t in zip(ids, texts) if len(t) > max_characters]):
+        raise ValueError(f"documents at {_listed(long)} ({len(long)} in all) are longer than "
+                         f"{max_characters:,} characters (max_characters), far more than the model "
+                         "reads: send passages, not whole files.")
     return ids, texts
 
 def _check_top_k(top_k) -> int|None:
@@ -240,12 +309,10 @@ def _warn_cross_encoder_alone(folder: Path):
 
 @functools.lru_cache(maxsize=2)
 def _cached_embedder(name: str, device: str|None) -> SentenceTransformer:
-    return load_embedder(name, device)
+    with progress_bars_off(): return load_embedder(name, device, strict=True) # as the cross-encoder
 
 def _retriever_name(rule: dict) -> str:
-    "The retriever: the path the run resolved when it exists here, else its model id, resolved."
-    path = rule["retriever"].get("resolved_path")
-    if path and Path(path).expanduser().exists(): return str(Path(path).expanduser())
+    "The retriever the run names, resolved here: an installed or local folder, or a Hub id."
     return resolve_model(rule["retriever"]["model"])
 
 # %% ../nbs/08_serving.ipynb #8d1ae7db
@@ -257,11 +324,12 @@ class Reranker:
                  batch_size: int=64, # pairs per forward pass (the evaluation's)
                  max_length: int|None=None, # None: the saved length; at most its positions
                  precision: str|None=None, # None: the run's judged one; a model alone: fp32
+                 max_characters: int=MAX_CHARACTERS, # longer queries or documents are refused
                 ):
         self.device, self.batch_size, self.precision = device, batch_size, precision
         self.run_dir, self.model, self.retriever_name = None, None, None
-        self.rule = {"shipped": CROSS_ENCODER, "fusion_weight": 1.0}
-        path = None if isinstance(source, CrossEncoder) else Path(source).expanduser()
+        self.rule, self.max_characters = {"shipped": CROSS_ENCODER, "fusion_weight": 1.0}, max_characters
+        path = None if isinstance(source, CrossEncoder) else folder_path(source)
         if path is None: self.model = source
         elif _is_run_folder(path): self._load_run(path, onnx_file, max_length)
         else:
@@ -328,9 +396,12 @@ class Reranker:
                first_stage_scores=None, # the retriever's score per document (list, dict by id)
               ) -> list[Ranked]: # best first
         "The `top_k` best of `documents` for `query` by the shipped rule (ties keep their order)."
-        if not isinstance(query, str) or not query.strip():
+        if not has_visible_text(query):
             raise ValueError(f"query must be a non-empty string, got {query!r}.")
-        ids, texts = _as_documents(documents)
+        if len(query) > self.max_characters:
+            raise ValueError(f"query is {len(query):,} characters long, more than max_characters "
+                             f"({self.max_characters:,}): send the question, not a document.")
+        ids, texts = _as_documents(documents, self.max_characters)
         top_k = _check_top_k(top_k)
         given = None if first_stage_scores is None else _check_first_stage(first_stage_scores, ids)
         ranked_by, shown = self._scores(query, texts, given)

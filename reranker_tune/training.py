@@ -9,7 +9,7 @@ from pathlib import Path
 import torch, datasets, transformers
 from torch.utils.data import RandomSampler
 from huggingface_hub import hf_hub_download
-from transformers import EarlyStoppingCallback, TrainerCallback
+from transformers import EarlyStoppingCallback, TrainerCallback, ProgressCallback
 from accelerate.utils import extract_model_from_parallel
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils.notebook import NotebookProgressCallback, NotebookTrainingTracker
@@ -18,14 +18,17 @@ from sentence_transformers.base.sampler import DefaultBatchSampler, MultiDataset
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from sentence_transformers.base.model_card import generate_model_card
 from .core import (resolve_model, detect_device, detect_precision, seed_everything,
-                                hub_id, progress_bars_off)
+                                hub_id, progress_bars_off, check_output_folder, staged_folder,
+                                folder_mark)
 from .losses import loss_spec, model_activation_for, make_loss, check_dataset_for_loss
+from .data import clip_texts
 
 # %% auto #0
 __all__ = ['MULTI_DATASET_SAMPLERS', 'HeadMismatch', 'classification_head_size', 'load_reranker', 'row_lengths',
            'LengthGroupedBatchSampler', 'padding_share', 'LengthGroupedWhere', 'metric_key', 'dev_evaluation_steps',
-           'EvaluateLastStep', 'DevMetricsTable', 'enable_tf32', 'multi_dataset_batch_sampler', 'training_arguments',
-           'fine_tune', 'save_model', 'write_model_card']
+           'EvaluateLastStep', 'DevMetricsTable', 'DevEvaluationLines', 'evaluation_line', 'enable_tf32',
+           'multi_dataset_batch_sampler', 'training_arguments', 'clipped', 'fine_tune', 'save_model',
+           'write_model_card']
 
 # %% ../nbs/04_training.ipynb #752ca771
 class HeadMismatch(ValueError): "A requested head size that differs from the checkpoint's head."
@@ -212,6 +215,43 @@ class DevMetricsTable(NotebookProgressCallback):
         columns = [c for c in self.training_tracker.inner_table[0] if c != "Validation Loss"]
         self.training_tracker = _DevTracker(state.max_steps, columns)
 
+# %% ../nbs/04_training.ipynb #8e92d111
+class DevEvaluationLines(ProgressCallback):
+    "The terminal progress bar of `fine_tune`, with one readable line per dev evaluation."
+    def __init__(self, evaluator=None): # the evaluator whose metric picks the best checkpoint
+        super().__init__(); self.key, self.greater = metric_key(evaluator)
+        self.best = self.loss = None
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.loss = (logs or {}).get("loss", self.loss) # shown with the next evaluation, not raw
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        super().on_evaluate(args, state, control, **kwargs)
+        if (value := (metrics or {}).get(self.key)) is None or self.training_bar is None: return
+        better = self.best is None or (value > self.best if self.greater else value < self.best)
+        self.best = value if better else self.best
+        self.training_bar.write(evaluation_line(state.global_step, state.max_steps, self.key,
+                                                value, self.best, self.loss))
+
+# %% ../nbs/04_training.ipynb #97b8abd6
+def evaluation_line(step: int, steps: int, # where training is
+                    key: str, value: float, best: float, # the logged metric, its value, the best
+                    loss: float|None=None, # the training loss logged last
+                   ) -> str:
+    "One dev evaluation as a person reads it: the step, the metric, the best so far."
+    name = key.removeprefix("eval_").replace("_", " ")
+    loss = "" if loss is None else f", training loss {loss:.4f}"
+    return f"step {step}/{steps}: {name} {value:.4f} (best so far {best:.4f}){loss}"
+
+# %% ../nbs/04_training.ipynb #e02d5957
+def _readable_progress(trainer, evaluator):
+    "Swap transformers' progress for ours: the table without empty columns, or readable lines."
+    if trainer.pop_callback(NotebookProgressCallback) is not None:
+        trainer.add_callback(DevMetricsTable)
+    elif trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(DevEvaluationLines(evaluator))
+
+def _remove_if_empty(folder: Path):
+    if folder.is_dir() and not any(folder.iterdir()): folder.rmdir()
+
 # %% ../nbs/04_training.ipynb #6edaa1c0
 def enable_tf32() -> bool: # whether TF32 is now on
     "Allow TF32 matrix products on CUDA (Ampere and later): same training, faster."
@@ -312,6 +352,14 @@ def _losses_for(model: CrossEncoder, train_datasets: dict, loss) -> dict:
     return {name: _checked_loss(loss[name] if isinstance(loss, dict) else loss, model, ds, name)
             for name, ds in train_datasets.items()}
 
+# %% ../nbs/04_training.ipynb #30640812
+def clipped(data, # a Dataset, a dict of them by name, or None
+            max_length: int, # the model's tokens per pair
+           ):
+    "`data` with every text cut by `clip_texts`, so that no pair is tokenised whole when it is huge."
+    if isinstance(data, dict): return {name: clip_texts(ds, max_length) for name, ds in data.items()}
+    return data if data is None else clip_texts(data, max_length)
+
 # %% ../nbs/04_training.ipynb #2994cd44
 def _trainer_inputs(model: CrossEncoder, train_dataset, loss) -> tuple:
     "Training data and loss(es) as the trainer takes them: for a dict of datasets, checked losses."
@@ -387,9 +435,11 @@ def fine_tune(model: CrossEncoder, # from `load_reranker(base, loss=...)`; train
              # the trained model (the best checkpoint when there is an evaluation)
              ) -> CrossEncoder:
     "Train with the CrossEncoderTrainer on trusted defaults, then save (and push) the model once."
+    if save_to is not None: check_output_folder(save_to, "model", "save_to") # before any training
     seed_everything(seed); enable_tf32()
     kwargs.setdefault("device", str(model.device))
-    train_dataset, loss = _trainer_inputs(model, train_dataset, loss)
+    train_dataset, loss = _trainer_inputs(model, clipped(train_dataset, model.max_seq_length), loss)
+    eval_dataset = clipped(eval_dataset, model.max_seq_length)
     has_eval = evaluator is not None or eval_dataset is not None
     several = train_dataset if isinstance(train_dataset, dict) else None
     args = training_arguments(output_dir, loss, evaluator, has_eval, seed=seed,
@@ -401,10 +451,10 @@ def fine_tune(model: CrossEncoder, # from `load_reranker(base, loss=...)`; train
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset,
                                   eval_dataset=eval_dataset,
                                   loss=loss, evaluator=evaluator, callbacks=callbacks)
-    if trainer.pop_callback(NotebookProgressCallback) is not None:
-        trainer.add_callback(DevMetricsTable)
+    _readable_progress(trainer, evaluator)
     with progress_bars_off():
         trainer.train(resume_from_checkpoint=_resume_point(output_dir, resume_from_checkpoint))
+    _remove_if_empty(Path(output_dir)/"eval") # the trainer makes it; our evaluators write no file
     # accelerate leaves `forward` wrapped in the training autocast: unwrap it, so that the trained model
     # scores in the precision asked for, as the same model loaded from disk does
     extract_model_from_parallel(model, keep_fp32_wrapper=False)
@@ -421,16 +471,19 @@ def fine_tune(model: CrossEncoder, # from `load_reranker(base, loss=...)`; train
 
 # %% ../nbs/04_training.ipynb #dfbdab90
 def save_model(model: CrossEncoder, # the trained model
-               folder: str|Path, # its final place
+               folder: str|Path, # its final place: new, or a model folder saved here before
               ) -> Path: # `folder`
     "Save `model` to `folder` atomically: a partial save never takes the final name."
-    folder = Path(folder)
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    with progress_bars_off(): model.save_pretrained(str(partial))
-    if folder.exists(): shutil.rmtree(folder)
-    partial.rename(folder)
-    return folder
+    inside_a_run = (folder_mark(Path(folder).parent) or {}).get("finished") is False # staged run
+    with staged_folder(folder, "model", "save_to", lock=not inside_a_run) as partial:
+        with progress_bars_off(): model.save_pretrained(str(partial))
+    return Path(folder)
+
+# %% ../nbs/04_training.ipynb #0cb5da48
+def _metadata_of(card: str) -> str:
+    "The YAML front matter of a generated card (the Hub reads it), with its closing line."
+    if not card.startswith("---\n") or "\n---\n" not in card[4:]: return ""
+    return card[:card.index("\n---\n", 4) + 5] + "\n"
 
 # %% ../nbs/04_training.ipynb #56c34427
 def write_model_card(model: CrossEncoder, # the trained model (its card data holds its training)
@@ -440,16 +493,20 @@ def write_model_card(model: CrossEncoder, # the trained model (its card data hol
                      language: str="en", # the language of the training data
                      license: str="apache-2.0", # the model's licence
                      extra_markdown: str="", # appended as its own section, e.g. the held-out table
+                     body: str|None=None, # the card's text below its metadata; None: the generic one
+                     model_name: str|None=None, # the name the card's metadata gives the model
                     ) -> Path: # folder/README.md
-    "Write the model card: the base model's Hub id, language, licence, dataset and extra markdown."
+    "Write the model card: the base model's Hub id, language, licence, dataset, your text."
     card = model.model_card_data
     card.base_model, card.base_model_revision, card.license = hub_id(base_model), None, license
+    if model_name: card.model_name = model_name
     # a bare string empties YAML
     card.language = [language] if isinstance(language, str) else list(language)
     if dataset_name:
         named = [{**d, "name": dataset_name} for d in card.train_datasets]
         card.train_datasets = named or [{"name": dataset_name}]
     text = generate_model_card(model).rstrip() + "\n"
+    if body is not None: text = _metadata_of(text) + body.strip() + "\n"
     if extra_markdown.strip():
         extra = extra_markdown.strip()
         section = extra if extra.startswith("#") else "## This model in its run\n\n" + extra

@@ -59,7 +59,7 @@ def test_sqlite_with_several_tables_asks_which(tmp_path):
     import sqlite3
     with sqlite3.connect(tmp_path/"qa.db") as con:
         pd.DataFrame(GOOD).to_sql("faq", con, index=False); pd.DataFrame(GOOD).to_sql("other", con, index=False)
-    with pytest.raises(DataError, match="pass table="): load_source(tmp_path/"qa.db")
+    with pytest.raises(DataError, match="choose one with table=.*the job's `table` parameter"): load_source(tmp_path/"qa.db")
     assert len(load_source(tmp_path/"qa.db", table="faq")) == 6
 
 def test_hub_id_fails_fast_when_offline(monkeypatch):

@@ -6,6 +6,7 @@ import pytest, yaml
 from reranker_tune import batch
 from reranker_tune.batch import main, expand_sweep, load_sweep, offline_aware_environment
 from reranker_tune.evaluation import RETRIEVER, CROSS_ENCODER, FUSION
+from reranker_tune.core import write_folder_mark, FOLDER_MARK
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -203,7 +204,7 @@ def test_a_run_folder_changes_only_when_a_run_finishes(tmp_path, monkeypatch, mo
     assert batch.execute_run(name, {"epochs": 2}, runs_dir, notebook) == "failed"
     assert _files(folder) == finished # the finished run, untouched
     failed = runs_dir/f"{name}.failed"
-    assert sorted(_files(failed)) == ["batch.json", "error.txt", "pipeline.ipynb"]
+    assert sorted(_files(failed)) == [FOLDER_MARK, "batch.json", "error.txt", "pipeline.ipynb"]
     assert _status(failed) == "failed" and not batch.is_finished(failed, {"epochs": 2})
     fail[0] = RuntimeError("second failure") # the next failure replaces the kept attempt
     assert batch.execute_run(name, {"epochs": 2}, runs_dir, notebook) == "failed"
@@ -217,7 +218,7 @@ def test_a_run_folder_changes_only_when_a_run_finishes(tmp_path, monkeypatch, mo
     assert batch.is_finished(folder, {"epochs": 2}) and _status(folder) == "finished"
 
 def _finished_run(folder: Path, params: dict) -> dict:
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True); write_folder_mark(folder, "run", finished=True) # as run_pipeline leaves it
     (folder/"metrics.json").write_text(json.dumps({RETRIEVER: {}}))
     (folder/"batch.json").write_text(json.dumps({"parameters": params, "status": "finished"}))
     return _files(folder)

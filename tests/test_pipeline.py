@@ -137,9 +137,10 @@ def test_without_a_dev_split_the_cross_encoder_is_shipped_alone(tmp_path, tiny_b
     metrics = json.loads((Path(result["run_dir"])/"metrics.json").read_text())
     assert metrics["dev"] is None and metrics["shipped"] == CROSS_ENCODER
 
-def test_a_dataframe_source_is_recorded_by_type_in_the_config(finished_run):
+def test_a_dataframe_source_is_recorded_by_a_summary_in_the_config(finished_run):
     config = yaml.safe_load((Path(finished_run["run_dir"])/"config.yaml").read_text())
-    assert config["source"] == "<DataFrame>" and config["top_k"] == 40
+    assert config["source"].startswith("<in memory: DataFrame, ") and " rows, columns ['query', 'answer'], sha256 " in config["source"]
+    assert config["top_k"] == 40
     assert set(config["resolved"]) >= {"device", "precision", "shape", "embedder", "base_model", "versions"}
     assert JobConfig.from_yaml(Path(finished_run["run_dir"])/"config.yaml").top_k == 40, "config.yaml reads back as a JobConfig"
 

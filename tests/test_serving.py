@@ -8,6 +8,8 @@ from reranker_tune.serving import (rerank, Reranker, Ranked, load_model, cached_
                                    export_onnx, quantize_onnx, onnx_parity, compare_backends, ParityError, OnnxNotInstalled,
                                    FP32_TOLERANCE)
 from reranker_tune.serving import load_shipped_rule, served_metrics
+from reranker_tune.core import write_folder_mark, FOLDER_MARK
+from reranker_tune.pipeline import NORMALISATION
 from reranker_tune.training import load_reranker, save_model
 from reranker_tune.evaluation import (fuse_scores, rerank_scores, per_query_metrics, read_eval_set,
                                       RETRIEVER, CROSS_ENCODER, FUSION)
@@ -172,14 +174,19 @@ def test_an_interrupted_save_keeps_the_finished_model_and_never_looks_like_one(m
     before = (folder/"model.safetensors").read_bytes()
     model = load_reranker(str(folder), device="cpu")
     def broken(self, path, *a, **k):
-        Path(path).mkdir(parents=True); (Path(path)/"config.json").write_text("{}")
+        Path(path).mkdir(parents=True, exist_ok=True); (Path(path)/"config.json").write_text("{}")
         raise KeyboardInterrupt
     monkeypatch.setattr(type(model), "save_pretrained", broken)
     with pytest.raises(KeyboardInterrupt): save_model(model, folder)
     assert (folder/"model.safetensors").read_bytes() == before # the finished model is untouched
-    with pytest.raises(ModelFolderError, match="interrupted"): check_model_folder(tmp_path/"model.partial")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"] # no partial save, no lock left
+    killed = tmp_path/".model.partial-99-x"; killed.mkdir() # what a SIGKILL in the middle leaves
+    write_folder_mark(killed, "model", finished=False)
+    with pytest.raises(ModelFolderError, match="interrupted"): check_model_folder(killed)
     shutil.rmtree(folder)
     with pytest.raises(ModelFolderError, match="training has not finished"): rerank(QUERY, DOCS, source=folder)
+    monkeypatch.undo(); save_model(model, folder) # the next save of that name cleans up the killed one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"] and check_model_folder(folder)
 
 def test_pickled_weights_are_refused(model_folder, tmp_path):
     folder = Path(shutil.copytree(model_folder, tmp_path/"model"))
@@ -223,8 +230,8 @@ def make_run(model_folder, retriever_folder, heldout, tmp_path):
         run = tmp_path/name
         shutil.copytree(model_folder, run/"model")
         rule = {"format": 1, "shipped": SYSTEM_OF[weight], "fusion_weight": weight,
-                "normalisation": "z-score per query", "cross_encoder": {"folder": "model", "scores": "raw logits, no activation"},
-                "retriever": {"model": "tiny-embedder", "resolved_path": retriever_folder, "scores": "cosine"},
+                "normalisation": NORMALISATION, "cross_encoder": {"folder": "model", "scores": "raw logits, no activation"},
+                "retriever": {"model": retriever_folder},
                 "top_k": None, "dev_ndcg@10_by_weight": {}, "reason": "hand-made for a test", **fields}
         (run/"shipped.json").write_text(json.dumps(rule))
         (run/"heldout.jsonl").write_text("".join(json.dumps(s) + "\n" for s in heldout))

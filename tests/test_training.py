@@ -15,7 +15,7 @@ def test_a_float16_checkpoint_trains_in_float32(tiny_bert, tmp_path):
 def test_an_interrupted_save_never_looks_complete(tiny_bert, tmp_path, monkeypatch):
     model = load_reranker(tiny_bert, device="cpu")
     def broken(self, path, *a, **k):
-        Path(path).mkdir(parents=True); (Path(path)/"config.json").write_text("{}")
+        Path(path).mkdir(parents=True, exist_ok=True); (Path(path)/"config.json").write_text("{}")
         raise KeyboardInterrupt
     monkeypatch.setattr(type(model), "save_pretrained", broken)
     with pytest.raises(KeyboardInterrupt): save_model(model, tmp_path/"model")
