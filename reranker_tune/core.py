@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #2dcf44e0
 from __future__ import annotations
-import os, re, json, shutil, signal, tempfile, threading, contextlib
+import os, re, json, shutil, signal, tempfile, threading, contextlib, functools
 from pathlib import Path
 import torch, transformers, datasets
 import huggingface_hub.constants
@@ -17,7 +17,7 @@ __all__ = ['PRECISIONS', 'OFFLINE_MODELS', 'HUB_IDS', 'RUN_NAME', 'FOLDER_MARK',
            'hub_is_offline', 'ModelNotFound', 'resolve_model', 'hub_id', 'ConfigError', 'check_run_name', 'folder_path',
            'folder_mark', 'write_folder_mark', 'remove_own_folder', 'is_finished_run', 'check_output_folder',
            'replace_folder', 'Terminated', 'staged_folder', 'write_atomically', 'read_json', 'say', 'progress_bars_off',
-           'quiet_libraries']
+           'quiet_libraries', 'library_bars_off']
 
 # %% ../nbs/00_core.ipynb #cd3a46d8
 def detect_device() -> str: # "cuda", "mps" or "cpu"
@@ -358,3 +358,15 @@ def quiet_libraries():
     try:
         with progress_bars_off(): yield
     finally: transformers.logging.set_verbosity(level)
+
+# %% ../nbs/00_core.ipynb #9a302cf3
+@contextlib.contextmanager
+def library_bars_off(module, # the library module that draws the bars
+                     *names: str, # what it calls them through: "tqdm", "trange"
+                    ):
+    "Inside: the tqdm bars `module` draws through `names` are off; everything else is as it was."
+    originals = {name: getattr(module, name) for name in names}
+    for name, bar in originals.items(): setattr(module, name, functools.partial(bar, disable=True))
+    try: yield
+    finally:
+        for name, bar in originals.items(): setattr(module, name, bar)

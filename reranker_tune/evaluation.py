@@ -18,9 +18,10 @@ from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from sentence_transformers.cross_encoder.evaluation import (CrossEncoderClassificationEvaluator,
                                                             CrossEncoderCorrelationEvaluator,
                                                            CrossEncoderNanoBEIREvaluator)
+from sentence_transformers.cross_encoder.evaluation import nano_beir
 from sentence_transformers.cross_encoder.evaluation.nano_beir import DATASET_NAME_TO_HUMAN_READABLE
 from .core import (resolve_model, detect_device, detect_scoring_precision,
-                                hub_is_offline, precision_context, read_json)
+                                hub_is_offline, precision_context, read_json, library_bars_off)
 from .data import (DataError, EvalSample, load_source, positives_by_query, shape_of,
                                 eval_samples_from_lists, clip_text)
 
@@ -577,9 +578,10 @@ def nanobeir_evaluator(dataset_names: list[str]|None=None, # "msmarco", "nq", ..
         raise _nanobeir_unavailable("online=True, but the Hub is switched off here "
                                     "(HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1)")
     else: dataset_id = NANOBEIR_ID
-    return CrossEncoderNanoBEIREvaluator(dataset_names=dataset_names, dataset_id=dataset_id,
-                                         rerank_k=rerank_k, at_k=at_k,
-                                         batch_size=batch_size, write_csv=False, **kwargs)
+    with library_bars_off(nano_beir, "tqdm"): # "Loading NanoBEIR datasets", whatever is asked
+        return CrossEncoderNanoBEIREvaluator(dataset_names=dataset_names, dataset_id=dataset_id,
+                                             rerank_k=rerank_k, at_k=at_k,
+                                             batch_size=batch_size, write_csv=False, **kwargs)
 
 # %% ../nbs/05_evaluation.ipynb #e53f3b7c
 def nanobeir_table(metrics: dict, # what a `CrossEncoderNanoBEIREvaluator` returned

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import mine_hard_negatives
-from .core import resolve_model, detect_device
+from sentence_transformers.util import hard_negatives
+from .core import resolve_model, detect_device, library_bars_off
 from .data import as_pairs, as_texts, positives_by_query
 
 # %% auto #0
@@ -161,9 +162,10 @@ def shortfall(pairs, # the pairs that were mined
 # %% ../nbs/02_mining.ipynb #4887d1ce
 def _mine(pairs, embedder, corpus, **kwargs) -> datasets.Dataset:
     "One call of `mine_hard_negatives` on `query`, `answer` pairs, with a plain list as corpus."
-    return mine_hard_negatives(pairs.select_columns(["query", "answer"]), embedder,
-                               anchor_column_name="query",
-                               positive_column_name="answer", corpus=corpus, **kwargs)
+    with library_bars_off(hard_negatives, "trange"): # its similarity bars ignore `verbose`
+        return mine_hard_negatives(pairs.select_columns(["query", "answer"]), embedder,
+                                   anchor_column_name="query",
+                                   positive_column_name="answer", corpus=corpus, **kwargs)
 
 # %% ../nbs/02_mining.ipynb #6e75f1e3
 def _merge(hard: datasets.Dataset, easy: datasets.Dataset, output_format: str,

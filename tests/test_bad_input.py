@@ -12,8 +12,18 @@ def _jsonl(path, rows):
 
 GOOD = [{"query": f"question {i}", "answer": f"answer {i}"} for i in range(6)]
 
+def _broken_dataset(folder):
+    datasets.Dataset.from_list(GOOD).save_to_disk(str(folder))
+    (folder/"state.json").write_text('{"_data_files": [')
+    return folder
+
 CASES = {
     "missing column": (lambda d: _jsonl(d/"qa.jsonl", [{"query": "q"}]), "fit no known shape"),
+    "a column an alias renamed": (lambda d: (d/"qa.csv").write_text("question,reply\nq,a\n") and d/"qa.csv",
+                                  "columns ['question', 'reply'] fit no known shape"),
+    "zero-width text": (lambda d: _jsonl(d/"qa.jsonl", GOOD + [{"query": "\u200b\u200c", "answer": "a"}]),
+                        "column 'query' is empty, whitespace-only or not text in 1 row(s) (0-based: 6)"),
+    "a broken dataset folder": (lambda d: _broken_dataset(d/"qa"), "state.json: line 1 is not valid JSON"),
     "empty text": (lambda d: _jsonl(d/"qa.jsonl", GOOD + [{"query": "q", "answer": ""}]), "column 'answer' is empty, whitespace-only or not text in 1 row(s) (0-based: 6)"),
     "whitespace-only text": (lambda d: _jsonl(d/"qa.jsonl", [{"query": "  \t", "answer": "a"}] + GOOD), "column 'query' is empty, whitespace-only or not text in 1 row(s) (0-based: 0)"),
     "null text": (lambda d: _jsonl(d/"qa.jsonl", GOOD + [{"query": None, "answer": "a"}]), "column 'query' is empty"),

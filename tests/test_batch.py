@@ -369,12 +369,23 @@ def test_rerank_command_prints_one_json_line_per_result(model_folder, tmp_path, 
     assert _rerank(model_folder, "-", "--top-k", "1") == 0
     assert [r["id"] for r in _printed(capsys)] == [_expected(model_folder, dict(enumerate(DOCUMENTS, 1)))[0][0]]
 
+def test_rerank_command_prints_results_on_stdout_and_nothing_on_stderr(model_folder, tmp_path):
+    "No 'Loading weights' bars, no library notices: a script reading the command's output sees JSON lines only."
+    text = tmp_path/"candidates.txt"; text.write_text("\n".join(DOCUMENTS) + "\n")
+    done = subprocess.run([sys.executable, "-m", "reranker_tune.batch", "rerank", str(model_folder), "--query", QUERY,
+                           "--documents", str(text)], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == len(DOCUMENTS)
+    assert [line for line in done.stderr.splitlines() if "served as the cross-encoder alone" not in line
+            and "warnings.warn" not in line] == [], done.stderr
+
 @pytest.mark.parametrize("documents, message", [
     ("nope.txt", "nope.txt: no such documents file"), ("blank.txt", "blank.txt: no documents"),
-    ("list.json", "list.json: no documents"), ("bad.json", "bad.json: not valid JSON")])
+    ("list.json", "list.json: no documents"), ("bad.json", "bad.json: not valid JSON"),
+    ("latin1.txt", "latin1.txt: line 2 is not UTF-8 text")])
 def test_rerank_command_refuses_bad_documents_in_one_line(model_folder, tmp_path, capsys, documents, message):
     (tmp_path/"blank.txt").write_text("\n  \n"); (tmp_path/"list.json").write_text("[]")
-    (tmp_path/"bad.json").write_text('["a",')
+    (tmp_path/"bad.json").write_text('["a",'); (tmp_path/"latin1.txt").write_bytes("ok\ncaf\xe9\n".encode("latin-1"))
     assert _rerank(model_folder, str(tmp_path/documents)) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and len(captured.err.splitlines()) == 1 and message in captured.err

@@ -28,6 +28,8 @@ def test_site_renders_every_notebook_with_working_links(tmp_path):
     assert "Quick start" in index and "make demo" in index and 'href="training.html"' in index
     assert "search.js" in index and "smalldocsSearchIndex" in (site/"site_libs"/"smalldocs.js").read_text()
     assert docsite.broken_links(site, own_url=docsite.site_url()) == []
+    assert 'class="dataframe"' in (site/"results.html").read_text() and "table.dataframe" in (site/"styles.css").read_text(), \
+        "DataFrames are styled: padded cells, numbers on one line, wide tables scroll"
     assert (ROOT/"reranker_tune"/"_modidx.py").read_text() == modidx_before, "building the docs changed the checkout"
 
 
@@ -92,3 +94,13 @@ def test_readme_is_written_from_index():
     written = docsite.readme(ROOT/"nbs"/"index.ipynb")
     assert readme == written, "README.md differs from nbs/index.ipynb: run `make readme`"
     assert "make test" in readme and "### What the demo prints" in readme and "](nbs/04_training.ipynb)" in readme
+
+
+def test_every_page_title_is_the_stage_it_documents():
+    "The sidebar lists pages by their titles: one case for all, the module (or page) name, as nbdev's own sites do."
+    for notebook in sorted((ROOT/"nbs").glob("*.ipynb")):
+        cells = json.loads(notebook.read_text())["cells"]
+        title = next("".join(c["source"]) for c in cells if c["cell_type"] == "markdown").splitlines()[0]
+        assert title.startswith("# ") and title == title.lower(), (notebook.name, title)
+        module = [l for c in cells for l in "".join(c["source"]).splitlines() if l.startswith("#| default_exp ")]
+        if module: assert title == "# " + module[0].split()[-1], (notebook.name, title)

@@ -1,5 +1,5 @@
 "The main job end to end: the real MiniLM on a slice of the sample, the tiny models on data where positives are found."
-import json, subprocess, sys
+import json, re, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, yaml
 from sentence_transformers import CrossEncoder
@@ -213,3 +213,56 @@ def test_the_rerank_command_serves_the_run_folder(finished_run, tmp_path, capsys
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     served = Reranker(folder).rerank(sample["query"], sample["documents"], top_k=5)
     assert [p["id"] for p in printed] == [h.id for h in served] and len(printed) == 5
+
+
+def test_the_model_card_is_written_for_the_run(finished_run):
+    "What an outside tool loading model/ reads first: a title, the held-out table, a warning, how to serve the rule."
+    folder = Path(finished_run["run_dir"])
+    card = (folder/"model"/"README.md").read_text()
+    body = card.split("\n---\n", 1)[1]
+    assert body.lstrip().startswith(f"# `{folder.name}`: a cross-encoder reranker trained with reranker_tune")
+    for boilerplate in ("cross_encoder_model_id", "Download from the", "# CrossEncoder\n"):
+        assert boilerplate not in card
+    assert body.index("## Held-out queries") < body.index("## Serving what the run ships")
+    metrics = json.loads((folder/"metrics.json").read_text())
+    warned = "this folder alone is not what the run ships" in body
+    assert warned == (metrics["shipped"] != CROSS_ENCODER)
+    assert f"Reranker({folder.name!r})" in body # the run's name, not this machine's path to it
+    assert ("z(logits)" in body) == (metrics["shipped"] == FUSION)
+    heldout = read_eval_set(folder)
+    assert any(s["query"] in body for s in heldout), "the examples come from the held-out questions"
+    assert "name: " + f"{folder.name} (reranker_tune)" in card.split("\n---\n", 1)[0], "the metadata names the run"
+
+def test_the_card_s_formula_ranks_as_the_run_serves(finished_run, tmp_path, monkeypatch):
+    "The plain sentence-transformers code in the card, run as written, gives the order Reranker(run_dir) serves."
+    import re
+    from reranker_tune.serving import Reranker
+    folder = Path(finished_run["run_dir"])
+    body = (folder/"model"/"README.md").read_text()
+    code = re.findall(r"### Without reranker_tune.*?```python\n(.*?)```", body, re.S)[0]
+    monkeypatch.chdir(folder.parent) # the card names the model folder from the run's parent
+    for sample in read_eval_set(folder)[:3]:
+        lines = [l for l in code.splitlines() if not l.startswith(("query = ", "documents = "))]
+        scope = {"query": sample["query"], "documents": sample["documents"]}
+        exec("\n".join(lines), scope)
+        served = [hit.text for hit in Reranker(folder).rerank(sample["query"], sample["documents"], top_k=None)]
+        assert scope["ranking"] == served
+
+def test_per_query_rows_join_heldout_by_query_id(finished_run):
+    folder = Path(finished_run["run_dir"])
+    table = pd.read_csv(folder/"per_query.csv", index_col="query_id")
+    heldout = read_eval_set(folder)
+    assert list(table.index) == list(range(len(heldout)))
+    assert list(table["query"]) == [s["query"] for s in heldout]
+
+def test_a_terminal_run_logs_one_readable_line_per_dev_evaluation(tmp_path, tiny_bert, tiny_embedder):
+    "Outside a notebook the trainer printed its raw dict at every evaluation; the job prints a sentence instead."
+    script = (f"from reranker_tune.pipeline import run_pipeline\nfrom tests.test_pipeline import small_source\n"
+              f"run_pipeline(source=small_source(), run_dir={str(tmp_path/'run')!r}, embedder={tiny_embedder!r}, "
+              f"base_model={tiny_bert!r}, epochs=1, top_k=40, batch_size=8)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = done.stdout + done.stderr
+    assert "{'eval_" not in log and "{'loss'" not in log and "'train_runtime'" not in log
+    lines = [l.strip() for l in re.split(r"[\r\n]", log) if re.match(r"\s*step \d+/\d+: dev ndcg@10 ", l)]
+    assert len(lines) == 4 and all("(best so far " in l for l in lines), lines

@@ -244,6 +244,9 @@ STRAY = {  # output that says nothing to a reader of the chapter: library chatte
     "the model-conversion note": re.compile(r"Converting SentenceTransformer model"),
     "the model-card note": re.compile(r"does not match the number of train datasets"),
     "a kernel message": re.compile(r"\[IPKernelApp\]"),
+    # tqdm drawn as text ("Computing similarity scores: 100%|####| 1/1 [00:00<...]"): a library's bar, or a bar
+    # of the job's that a notebook shows as a widget, which `clean-outputs` strips
+    "a progress bar printed as text": re.compile(r"\d+%\|[^|\n]*\|\s*\d+/\d+ \["),
 }
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
