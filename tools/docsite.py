@@ -246,6 +246,7 @@ STRAY = {  # output that says nothing to a reader of the chapter: library chatte
     "a kernel message": re.compile(r"\[IPKernelApp\]"),
     # tqdm drawn as text ("Computing similarity scores: 100%|####| 1/1 [00:00<...]"): a library's bar, or a bar
     # of the job's that a notebook shows as a widget, which `clean-outputs` strips
+    "the trainer's raw log dictionary": re.compile(r"\{'(eval_|loss'|train_runtime'|grad_norm')"),
     "a progress bar printed as text": re.compile(r"\d+%\|[^|\n]*\|\s*\d+/\d+ \["),
 }
 WIDGET = "application/vnd.jupyter.widget-view+json"
