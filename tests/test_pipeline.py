@@ -254,6 +254,7 @@ def test_per_query_rows_join_heldout_by_query_id(finished_run):
     heldout = read_eval_set(folder)
     assert list(table.index) == list(range(len(heldout)))
     assert list(table["query"]) == [s["query"] for s in heldout]
+    assert not (folder/"training"/"eval").exists(), "no empty folder left behind by the trainer"
 
 def test_a_terminal_run_logs_one_readable_line_per_dev_evaluation(tmp_path, tiny_bert, tiny_embedder):
     "Outside a notebook the trainer printed its raw dict at every evaluation; the job prints a sentence instead."
