@@ -179,6 +179,17 @@ def _check_not_above_work(final: Path, where: str):
         raise _refuse(where, "is the working folder, one above it or the root, not a folder of "
                              "its own", "; name a folder for this output, e.g. runs/demo")
 
+# %% ../nbs/00_core.ipynb #38badd14
+def _is_papermill_output(path: Path) -> bool:
+    "Whether `path` is a notebook papermill is writing (its metadata has papermill's section)."
+    try: return path.suffix == ".ipynb" and "papermill" in json.loads(path.read_text())["metadata"]
+    except (OSError, ValueError, KeyError, TypeError): return False
+
+def _adoptable(folder: Path, mark: dict|None) -> bool:
+    "An unmarked folder a run may take over: empty, or holding only papermill's notebook of the run."
+    if mark is not None: return False
+    return all(p.is_file() and _is_papermill_output(p) for p in folder.iterdir())
+
 # %% ../nbs/00_core.ipynb #a3adea4f
 def check_output_folder(path, # the folder asked for: run_dir, save_to ...
                         kind: str="run", # what will be written there: "run" or "model"
@@ -192,7 +203,7 @@ def check_output_folder(path, # the folder asked for: run_dir, save_to ...
     _check_not_above_work(final, where)
     if final.exists() and not final.is_dir(): raise _refuse(where, "is a file, not a folder")
     mark = folder_mark(final)
-    if final.is_dir() and (mark is None or mark["kind"] != kind):
+    if final.is_dir() and (mark is None or mark["kind"] != kind) and not _adoptable(final, mark):
         what = (f"is a {mark['kind']} folder, not a {kind} folder" if mark else
                 f"is a folder that reranker_tune did not write (it holds no {FOLDER_MARK})")
         raise _refuse(where, what, f"; choose another {name}, or move that folder away yourself")
@@ -252,6 +263,9 @@ def replace_folder(staging: Path, # a finished folder beside `final`
                    final: Path, # its name from now on
                   ) -> Path: # `final`
     "Give `staging` the name `final`; an earlier `final` (this package's) is set aside, then deleted."
+    if final.is_dir() and folder_mark(final) is None: # adopted: its notebooks move in, nothing is lost
+        for notebook in final.iterdir(): os.replace(notebook, staging/notebook.name)
+        final.rmdir()
     old = final.with_name(f".{final.name}.old-{os.getpid()}") if final.exists() else None
     if old is not None: final.rename(old)
     staging.rename(final)
