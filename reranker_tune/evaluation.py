@@ -26,9 +26,10 @@ from .data import (DataError, EvalSample, load_source, positives_by_query, shape
                                 eval_samples_from_lists, clip_text)
 
 # %% auto #0
-__all__ = ['MEASURES', 'HELDOUT_FILE', 'RETRIEVER', 'CROSS_ENCODER', 'FUSION', 'NANOBEIR_ID', 'NANOBEIR_SUBSETS', 'found_share',
-           'embed_documents', 'build_eval_set', 'per_query_metrics', 'with_all_positives', 'write_eval_set',
-           'read_eval_set', 'eval_set_from_candidate_lists', 'rerank_scores', 'fuse_scores', 'choose_fusion_weight',
+__all__ = ['MEASURES', 'HELDOUT_FILE', 'FUSION_WEIGHTS', 'RETRIEVER', 'CROSS_ENCODER', 'FUSION', 'NANOBEIR_ID',
+           'NANOBEIR_SUBSETS', 'found_share', 'embed_documents', 'build_eval_set', 'per_query_metrics',
+           'with_all_positives', 'write_eval_set', 'read_eval_set', 'eval_set_from_candidate_lists', 'rerank_scores',
+           'fuse_scores', 'fusion_ndcg_by_query', 'best_weight', 'choose_fusion_weight', 'cross_fitted_ndcg',
            'shipped_system', 'compare_rerankers', 'RerankingEvaluator', 'bootstrap_ci', 'paired_comparison',
            'verdict_line', 'count_parameters', 'timed_rerank_scores', 'comparison_result', 'plot_ndcg_vs_size',
            'plot_wins_losses', 'save_comparison', 'pair_task_evaluator', 'evaluate_pair_task', 'NanoBEIRUnavailable',
@@ -249,16 +250,42 @@ def fuse_scores(eval_set: list[dict], # samples with `retriever_scores`
     return [alpha*_standardise(r) + (1 - alpha)*_standardise(s["retriever_scores"])
             for s, r in zip(eval_set, scores)]
 
-# %% ../nbs/05_evaluation.ipynb #61a991b7
+# %% ../nbs/05_evaluation.ipynb #237cfd53
+FUSION_WEIGHTS = tuple(np.round(np.linspace(0, 1, 11), 2)) # the cross-encoder's candidate weights
+
+def fusion_ndcg_by_query(dev_set: list[dict], # dev samples (training queries held back)
+                         scores: list, # the reranker's scores on `dev_set`
+                         alphas=FUSION_WEIGHTS, # candidate weights
+                        ) -> pd.DataFrame: # a row per query, a column per weight
+    "Each query's NDCG@10 at each fusion weight: the table every choice on dev is read from."
+    return pd.DataFrame({a: per_query_metrics(dev_set, fuse_scores(dev_set, scores, a))
+                         ["ndcg@10"].to_numpy() for a in alphas})
+
+def best_weight(curve: pd.Series, # mean NDCG@10 by weight
+               ) -> float:
+    "The weight with the best mean NDCG@10; ties go to the smaller weight."
+    return float(curve[curve >= curve.max() - 1e-12].index.min())
+
 def choose_fusion_weight(dev_set: list[dict], # dev samples (training queries held back)
                          scores: list, # the reranker's scores on `dev_set`
-                         alphas=tuple(np.round(np.linspace(0, 1, 11), 2)), # candidate weights
+                         alphas=FUSION_WEIGHTS, # candidate weights
                         ) -> tuple[float, pd.Series]: # the best weight, and dev NDCG@10 for each
     "The reranker weight with the best NDCG@10 on dev; ties go to the smaller weight."
-    ndcg = pd.Series({a: per_query_metrics(dev_set,
-                                           fuse_scores(dev_set, scores, a))["ndcg@10"].mean()
-                      for a in alphas})
-    return float(ndcg[ndcg >= ndcg.max() - 1e-12].index.min()), ndcg
+    curve = fusion_ndcg_by_query(dev_set, scores, alphas).mean()
+    return best_weight(curve), curve
+
+# %% ../nbs/05_evaluation.ipynb #6c6e6d31
+def cross_fitted_ndcg(by_query: pd.DataFrame, # from `fusion_ndcg_by_query`
+                      folds: int=5, # dev folds; at most one per query
+                      seed: int=12, # how queries are dealt to folds
+                     ) -> np.ndarray: # per query: NDCG@10 at a weight chosen without it
+    "Each query's NDCG@10 at the weight chosen on the other folds: the choice, judged on unseen queries."
+    if len(by_query) < 2: return by_query[0.0].to_numpy() # nothing to choose on: the retriever
+    fold = np.random.default_rng(seed).permutation(len(by_query)) % min(folds, len(by_query))
+    scored = np.empty(len(by_query))
+    for k in np.unique(fold):
+        scored[fold == k] = by_query[fold == k][best_weight(by_query[fold != k].mean())]
+    return scored
 
 # %% ../nbs/05_evaluation.ipynb #32204fed
 RETRIEVER, CROSS_ENCODER, FUSION = "retriever", "fine-tuned", "fine-tuned + retriever" # result rows

@@ -14,7 +14,7 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['JOB_LOSSES', 'SOURCES', 'NORMALISATION', 'RETRIEVER_SCORES', 'CROSS_ENCODER_SCORES', 'DEV_EVALUATION_SHARE',
-           'JobConfig', 'whole_number', 'number_in', 'query_share', 'position_limit', 'model_positions',
+           'DEV_FOLDS', 'JobConfig', 'whole_number', 'number_in', 'query_share', 'position_limit', 'model_positions',
            'source_summary', 'job_config', 'limit_queries', 'check_relevance_labels', 'refuse_shared_queries',
            'load_job_data', 'choose_epochs', 'ShippingDecision', 'decide_on_dev', 'verdict', 'shipped_rule',
            'plot_fusion_curve', 'per_query_table', 'shown_path', 'run_readme', 'outside_client_code', 'run_model_card',
@@ -36,6 +36,7 @@ from .training import (load_reranker, fine_tune,
 from .evaluation import (RETRIEVER, CROSS_ENCODER, FUSION, shipped_system,
                                       build_eval_set, embed_documents, eval_set_from_candidate_lists,
                                       compare_rerankers, rerank_scores, choose_fusion_weight,
+                                      fusion_ndcg_by_query, best_weight, cross_fitted_ndcg,
                                       paired_comparison, verdict_line, RerankingEvaluator,
                                       comparison_result, count_parameters, save_comparison,
                                       write_eval_set, HELDOUT_FILE)
@@ -403,7 +404,7 @@ def choose_epochs(n_rows: int, # training rows (pairs, or lists for a listwise l
     "The whole number of passes nearest to `target_steps` steps, at least 1 and at most `most`."
     return max(1, min(most, math.floor(target_steps*batch_size/max(n_rows, 1) + 0.5)))
 
-# %% ../nbs/06_pipeline.ipynb #5558ffd5
+# %% ../nbs/06_pipeline.ipynb #a0d4a77a
 @dataclass(frozen=True)
 class ShippingDecision:
     "What a run ships, chosen on dev."
@@ -411,23 +412,39 @@ class ShippingDecision:
     shipped: str # `RETRIEVER`, `CROSS_ENCODER` or `FUSION`
     reason: str # one line, from dev only
 
+def _best_on_dev(weight: float, curve: pd.Series) -> str:
+    "What dev's best weight stands for, with its score, in words."
+    alone, what = curve[1.0], {CROSS_ENCODER: "the cross-encoder alone",
+                               FUSION: f"the fusion with weight {weight:g}"}[shipped_system(weight)]
+    return what + (f" ({alone:.3f})" if weight >= 1 else
+                   f" ({curve[weight]:.3f}; the cross-encoder alone: {alone:.3f})")
+
+def _unseen_line(unseen: dict) -> str:
+    "The cross-fitted dev gain over the retriever, in words."
+    return (f"chosen on the other dev folds, the weight gains {unseen['difference']:+.3f} on the "
+            f"queries it was not chosen on (95% CI {unseen['low']:+.3f} to {unseen['high']:+.3f})")
+
+# %% ../nbs/06_pipeline.ipynb #8bdba015
 def decide_on_dev(weight: float|None, # from `choose_fusion_weight`; None: no dev queries
                   curve: pd.Series|None=None, # dev NDCG@10 by weight, from `choose_fusion_weight`
+                  unseen: dict|None=None, # `paired_comparison` of `cross_fitted_ndcg` and the retriever
                  ) -> ShippingDecision:
     "The shipped system for a weight chosen on dev, with the line that explains it."
     if weight is None:
         return ShippingDecision(1.0, CROSS_ENCODER, "No dev queries (dev_size=0): nothing was "
                                 "chosen on dev, so the cross-encoder alone is shipped, unjudged.")
-    shipped, base, alone = shipped_system(weight), curve[0.0], curve[1.0]
-    reason = {RETRIEVER: f"On dev, neither the cross-encoder alone ({alone:.3f}) nor any fusion "
-                         f"beats the retriever ({base:.3f}): the run ships the retriever's order.",
-              CROSS_ENCODER: f"On dev, the cross-encoder alone ({alone:.3f}) beats the "
-                             f"retriever ({base:.3f}) and no fusion does better: the run ships "
-                             "the cross-encoder alone.",
-              FUSION: f"On dev, the fusion with weight {weight:g} ({curve[weight]:.3f}) beats the "
-                      f"retriever ({base:.3f}) and the cross-encoder alone ({alone:.3f}): the run "
-                      "ships the fusion."}[shipped]
-    return ShippingDecision(float(weight), shipped, reason)
+    shipped, base = shipped_system(weight), curve[0.0]
+    if shipped == RETRIEVER:
+        return ShippingDecision(0.0, RETRIEVER, f"On dev, neither the cross-encoder alone "
+                                f"({curve[1.0]:.3f}) nor any fusion beats the retriever "
+                                f"({base:.3f}): the run ships the retriever's order.")
+    best = f"On dev, {_best_on_dev(weight, curve)} beats the retriever ({base:.3f})"
+    if unseen is not None and unseen["low"] <= 0:
+        return ShippingDecision(0.0, RETRIEVER, f"{best}, but {_unseen_line(unseen)}: that is "
+                                "not clearly above zero, so the run ships the retriever's order.")
+    what = "the cross-encoder alone" if shipped == CROSS_ENCODER else "the fusion"
+    return ShippingDecision(float(weight), shipped, best + (f" and {_unseen_line(unseen)}"
+                            if unseen is not None else "") + f": the run ships {what}.")
 
 # %% ../nbs/06_pipeline.ipynb #6b521fc9
 def _held_out_line(table: pd.DataFrame, decision: ShippingDecision) -> str:
@@ -702,15 +719,19 @@ def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, r
              "device": resolved["device"], "precision": resolved["precision"]}
     return model, facts, dev_set
 
-# %% ../nbs/06_pipeline.ipynb #188a91f6
-def choose_on_dev(model, dev_set: list[dict]|None, precision: str|None=None,
-                 ) -> tuple[ShippingDecision, pd.Series|None]:
-    "The shipping decision from the dev fusion curve (no dev: the cross-encoder, unjudged)."
-    if not dev_set: return decide_on_dev(None), None
+# %% ../nbs/06_pipeline.ipynb #0ac63603
+DEV_FOLDS = 5 # the guard: each dev fold is scored at the weight chosen on the others
+
+def choose_on_dev(model, dev_set: list[dict]|None, precision: str|None=None, seed: int=12,
+                 ) -> tuple: # (decision, dev curve or None, cross-fitted comparison or None)
+    "The shipping decision from dev: the best weight, kept only if it wins on unseen dev folds."
+    if not dev_set: return decide_on_dev(None), None, None
     say("Choosing on the dev queries: retriever, cross-encoder or their fusion")
-    weight, curve = choose_fusion_weight(dev_set, rerank_scores(model, dev_set,
-                                                                precision=precision))
-    return decide_on_dev(weight, curve), curve
+    by_query = fusion_ndcg_by_query(dev_set, rerank_scores(model, dev_set, precision=precision))
+    curve = by_query.mean()
+    unseen = paired_comparison(cross_fitted_ndcg(by_query, DEV_FOLDS, seed), by_query[0.0],
+                               seed=seed)
+    return decide_on_dev(best_weight(curve), curve, unseen), curve, unseen
 
 def compare_on_held_out(model, eval_set: list[dict], decision: ShippingDecision,
                         precision: str|None=None) -> tuple:
@@ -719,13 +740,15 @@ def compare_on_held_out(model, eval_set: list[dict], decision: ShippingDecision,
     return compare_rerankers(eval_set, {CROSS_ENCODER: model}, fusion=fusion, per_query=True,
                              precision=precision)
 
-# %% ../nbs/06_pipeline.ipynb #be36e4bd
-def _dev_scores(curve: pd.Series|None, decision: ShippingDecision, dev_set) -> dict|None:
-    "Dev NDCG@10 of each system, the fusion at the chosen weight, for metrics.json."
+# %% ../nbs/06_pipeline.ipynb #054e36d7
+def _dev_scores(curve: pd.Series|None, decision: ShippingDecision, dev_set,
+                unseen: dict|None=None) -> dict|None:
+    "Dev NDCG@10 of each system, the fusion at the chosen weight, the guard's test, for metrics.json."
     if curve is None: return None
     systems = {RETRIEVER: curve[0.0], CROSS_ENCODER: curve[1.0]}
     if decision.shipped == FUSION: systems[FUSION] = curve[decision.weight]
-    return {"queries": len(dev_set), "ndcg@10": {k: float(v) for k, v in systems.items()}}
+    return {"queries": len(dev_set), "ndcg@10": {k: float(v) for k, v in systems.items()},
+            "best_weight": best_weight(curve), "cross_fitted_vs_retriever": unseen}
 
 def _plain_row(row: pd.Series) -> dict:
     "A table row as JSON values."
@@ -734,7 +757,8 @@ def _plain_row(row: pd.Series) -> dict:
 # %% ../nbs/06_pipeline.ipynb #72895c93
 def judge(model, retriever, job: dict, config: JobConfig, resolved: dict, dev_set) -> dict:
     "Choose on dev, then compare on held-out queries: the decision, the table and the verdict."
-    decision, curve = choose_on_dev(model, dev_set, resolved["scoring_precision"])
+    decision, curve, unseen = choose_on_dev(model, dev_set, resolved["scoring_precision"],
+                                            config.seed)
     say(decision.reason)
     top_k = f"the retriever's top {config.top_k}"
     what = top_k if job["shape"] == "pairs" else "the candidate list"
@@ -750,7 +774,7 @@ def judge(model, retriever, job: dict, config: JobConfig, resolved: dict, dev_se
     sizes[FUSION] = sum(sizes.values())
     judged = decision.shipped if decision.shipped != RETRIEVER else CROSS_ENCODER
     result = comparison_result(table, per_query, sizes, judged, lines[1:], config.seed)
-    return {"decision": decision, "curve": curve, "dev": _dev_scores(curve, decision, dev_set),
+    return {"decision": decision, "curve": curve, "dev": _dev_scores(curve, decision, dev_set, unseen),
             "eval_set": eval_set, "per_query": per_query, "paired": paired,
             "summary": "\n".join(lines), "result": result}
 

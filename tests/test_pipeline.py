@@ -105,6 +105,38 @@ def test_guard_decision_matches_message(case, scores, shipped):
     assert says[shipped] in decision.reason and sum(s in decision.reason for s in says.values()) == 1
     assert curve[weight] == curve.max() and not (curve[curve.index < weight] == curve.max()).any(), "ties go to the smaller weight"
 
+def _lucky_dev(gains: int, losses: int, n: int=10):
+    "Dev lists where the cross-encoder lifts `gains` queries' positive from third to first and drops `losses` from first to second."
+    dev, scores = [], []
+    for i in range(n):
+        positive = "c" if i < gains else "a"
+        dev.append({"query": f"q{i}", "positive": [positive], "documents": ["a", "b", "c"], "retriever_scores": [0.9, 0.8, 0.1]})
+        scores.append([0.0, 0.0, 5.0] if i < gains else [0.0, 5.0, 0.0] if i < gains + losses else [5.0, 0.0, 0.0])
+    return dev, scores
+
+@pytest.mark.parametrize("gains,losses,shipped", [(2, 1, RETRIEVER), (10, 0, FUSION)])
+def test_the_guard_ships_only_what_wins_on_unseen_dev_queries(monkeypatch, gains, losses, shipped):
+    "A dev gain from two lucky queries looks like a win in sample; scored on folds it was not chosen on, it is noise."
+    import reranker_tune.pipeline as pipeline
+    dev, scores = _lucky_dev(gains, losses)
+    monkeypatch.setattr(pipeline, "rerank_scores", lambda model, samples, **kw: scores)
+    decision, curve, unseen = pipeline.choose_on_dev(None, dev)
+    weight, in_sample = choose_fusion_weight(dev, scores)
+    assert weight > 0 and in_sample[weight] > in_sample[0.0], "in sample, the cross-encoder looks better"
+    assert decision.shipped == shipped and (decision.weight == 0.0) == (shipped == RETRIEVER)
+    assert (unseen["low"] > 0) == (shipped != RETRIEVER)
+    if shipped == RETRIEVER: assert "not clearly above zero" in decision.reason
+    assert f"{unseen['difference']:+.3f}" in decision.reason, "the line quotes the cross-fitted gain"
+
+def test_a_run_records_the_guard_it_passed(finished_run):
+    "metrics.json keeps the cross-fitted dev comparison; anything but the retriever ships only with its CI above zero."
+    folder = Path(finished_run["run_dir"])
+    metrics = json.loads((folder/"metrics.json").read_text())
+    unseen = metrics["dev"]["cross_fitted_vs_retriever"]
+    assert {"difference", "low", "high", "p_value"} <= set(unseen)
+    assert (metrics["shipped"] == RETRIEVER) or unseen["low"] > 0
+    assert metrics["verdict"].splitlines()[0] == json.loads((folder/"shipped.json").read_text())["reason"]
+
 def test_pipeline_notebook_runs_under_papermill(tmp_path, tiny_bert, tiny_embedder):
     "The notebook itself, headless, as users run it: parameters injected, results beside the executed notebook."
     small_source().to_json(tmp_path/"qa.jsonl", orient="records", lines=True)
