@@ -250,7 +250,7 @@ def fuse_scores(eval_set: list[dict], # samples with `retriever_scores`
     return [alpha*_standardise(r) + (1 - alpha)*_standardise(s["retriever_scores"])
             for s, r in zip(eval_set, scores)]
 
-# %% ../nbs/05_evaluation.ipynb #237cfd53
+# %% ../nbs/05_evaluation.ipynb #0d79330c
 FUSION_WEIGHTS = tuple(np.round(np.linspace(0, 1, 11), 2)) # the cross-encoder's candidate weights
 
 def fusion_ndcg_by_query(dev_set: list[dict], # dev samples (training queries held back)
@@ -274,7 +274,7 @@ def choose_fusion_weight(dev_set: list[dict], # dev samples (training queries he
     curve = fusion_ndcg_by_query(dev_set, scores, alphas).mean()
     return best_weight(curve), curve
 
-# %% ../nbs/05_evaluation.ipynb #6c6e6d31
+# %% ../nbs/05_evaluation.ipynb #fee5828c
 def cross_fitted_ndcg(by_query: pd.DataFrame, # from `fusion_ndcg_by_query`
                       folds: int=5, # dev folds; at most one per query
                       seed: int=12, # how queries are dealt to folds

@@ -16,10 +16,11 @@ from fastcore.basics import patch
 __all__ = ['JOB_LOSSES', 'SOURCES', 'NORMALISATION', 'RETRIEVER_SCORES', 'CROSS_ENCODER_SCORES', 'DEV_EVALUATION_SHARE',
            'DEV_FOLDS', 'JobConfig', 'whole_number', 'number_in', 'query_share', 'position_limit', 'model_positions',
            'source_summary', 'job_config', 'limit_queries', 'check_relevance_labels', 'refuse_shared_queries',
-           'load_job_data', 'choose_epochs', 'ShippingDecision', 'decide_on_dev', 'verdict', 'shipped_rule',
-           'plot_fusion_curve', 'per_query_table', 'shown_path', 'run_readme', 'outside_client_code', 'run_model_card',
-           'training_rows', 'grade_range_of', 'job_eval_set', 'resolved_settings', 'train_cross_encoder',
-           'choose_on_dev', 'compare_on_held_out', 'judge', 'write_run', 'run_pipeline']
+           'load_job_data', 'choose_epochs', 'training_batch_size', 'training_pairs', 'ShippingDecision',
+           'decide_on_dev', 'verdict', 'shipped_rule', 'plot_fusion_curve', 'per_query_table', 'shown_path',
+           'run_readme', 'outside_client_code', 'run_model_card', 'training_rows', 'grade_range_of', 'job_eval_set',
+           'resolved_settings', 'train_cross_encoder', 'choose_on_dev', 'compare_on_held_out', 'judge', 'write_run',
+           'run_pipeline']
 
 # %% ../nbs/06_pipeline.ipynb #defe908c
 from .core import (seed_everything, detect_device, detect_precision, resolve_model,
@@ -56,14 +57,14 @@ class JobConfig:
     seed: int = 12 # one seed for split, mining and training
     embedder: str = "all-MiniLM-L6-v2" # retriever and miner
     base_model: str = "all-MiniLM-L6-v2" # the cross-encoder's starting point
-    loss: str = "BinaryCrossEntropyLoss" # or a listwise loss such as "LambdaLoss"
+    loss: str = "ListNetLoss" # one list per query; or "BinaryCrossEntropyLoss" on pairs
     dev_size: float = 0.2 # share or number of training queries for early stopping, fusion; 0: none
     num_negatives: int = 7 # pairs: hard negatives mined per training query
     random_negatives: int = 2 # pairs: random negatives per training query
     max_negatives: int|None = None # candidate lists: at most this many given negatives per query
     grade_range: list|None = None # graded candidate lists: [lowest, highest]; None: from the data
     epochs: float|None = None # None: `choose_epochs` from the data (early stopping picks the best)
-    batch_size: int = 16 # rows per step
+    batch_size: int|None = None # rows per step; None: 4 lists (listwise loss) or 16 pairs
     learning_rate: float = 5e-5 # peak learning rate
     max_length: int = 128 # tokens per (query, document) pair
     top_k: int = 30 # pairs: retrieved documents reranked per held-out query
@@ -222,7 +223,7 @@ def _numbers_checked(c: JobConfig) -> dict:
                    random_negatives=whole_number("random_negatives", c.random_negatives, 0),
                    max_negatives=whole_number("max_negatives", c.max_negatives, 1, optional=True),
                    epochs=number_in("epochs", c.epochs, 0, 1000, optional=True),
-                   batch_size=whole_number("batch_size", c.batch_size, 1),
+                   batch_size=whole_number("batch_size", c.batch_size, 1, optional=True),
                    learning_rate=number_in("learning_rate", c.learning_rate, 0, 1),
                    max_length=whole_number("max_length", c.max_length, 8),
                    top_k=whole_number("top_k", c.top_k, 1),
@@ -395,16 +396,27 @@ def load_job_data(config: JobConfig|None=None, # checked parameters; None: the d
     answers = list(dict.fromkeys(list(full["answer"]) + held))
     return {"shape": shape, "train": data, "dev": dev, "test": test, "answers": answers}
 
-# %% ../nbs/06_pipeline.ipynb #ef09ec8e
-def choose_epochs(n_rows: int, # training rows (pairs, or lists for a listwise loss)
-                  batch_size: int, # rows per step
-                  target_steps: int=500, # optimizer steps to aim at
+# %% ../nbs/06_pipeline.ipynb #397245eb
+def choose_epochs(n_pairs: int, # (query, document) pairs in one epoch, lists counted by their pairs
+                  target_pairs: int=8000, # pairs to aim at: 500 steps of 16 pairs
                   most: int=6, # the cap; early stopping on dev usually stops sooner
                  ) -> int: # whole epochs
-    "The whole number of passes nearest to `target_steps` steps, at least 1 and at most `most`."
-    return max(1, min(most, math.floor(target_steps*batch_size/max(n_rows, 1) + 0.5)))
+    "The whole number of passes nearest to `target_pairs` scored pairs, at least 1 and at most `most`."
+    return max(1, min(most, math.floor(target_pairs/max(n_pairs, 1) + 0.5)))
 
-# %% ../nbs/06_pipeline.ipynb #a0d4a77a
+# %% ../nbs/06_pipeline.ipynb #d84f138f
+def training_batch_size(loss: str, # the job's loss
+                        batch_size: int|None=None, # the parameter; None: the loss's default
+                       ) -> int: # rows per step
+    "Rows per step: `batch_size`, or 4 lists for a listwise loss and 16 pairs for a pointwise one."
+    if batch_size: return batch_size
+    return 4 if loss_spec(loss).mining_format == "labeled-list" else 16
+
+def training_pairs(rows: datasets.Dataset) -> int:
+    "The (query, document) pairs one epoch over `rows` scores: one per pair, or each list's length."
+    return sum(map(len, rows["labels"])) if "labels" in rows.column_names else len(rows)
+
+# %% ../nbs/06_pipeline.ipynb #b93165f9
 @dataclass(frozen=True)
 class ShippingDecision:
     "What a run ships, chosen on dev."
@@ -424,7 +436,7 @@ def _unseen_line(unseen: dict) -> str:
     return (f"chosen on the other dev folds, the weight gains {unseen['difference']:+.3f} on the "
             f"queries it was not chosen on (95% CI {unseen['low']:+.3f} to {unseen['high']:+.3f})")
 
-# %% ../nbs/06_pipeline.ipynb #8bdba015
+# %% ../nbs/06_pipeline.ipynb #9c07b7f8
 def decide_on_dev(weight: float|None, # from `choose_fusion_weight`; None: no dev queries
                   curve: pd.Series|None=None, # dev NDCG@10 by weight, from `choose_fusion_weight`
                   unseen: dict|None=None, # `paired_comparison` of `cross_fitted_ndcg` and the retriever
@@ -672,7 +684,7 @@ def resolved_settings(config: JobConfig, job: dict) -> dict:
     precision = config.precision or detect_precision(device)
     scoring = config.precision or detect_scoring_precision(device)
     return {"device": device, "precision": precision, "scoring_precision": scoring,
-            "shape": job["shape"],
+            "shape": job["shape"], "batch_size": training_batch_size(config.loss, config.batch_size),
             "grade_range": grade_range_of(job, config.grade_range),
             "embedder": resolve_model(config.embedder), "embedder_hub_id": hub_id(config.embedder),
             "base_model": resolve_model(config.base_model),
@@ -695,12 +707,15 @@ def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, r
         what = f"the retriever's top {config.top_k}" if pairs else "its candidates"
         say(f"Building the dev set: {what} for each of {len(set(job['dev']['query']))} dev queries")
     dev_set = job_eval_set(job, "dev", retriever, config.top_k, resolved["grade_range"])
-    epochs = config.epochs or choose_epochs(len(train), config.batch_size)
-    steps = math.ceil(epochs*math.ceil(len(train)/config.batch_size))
+    batch = resolved["batch_size"]
+    epochs = config.epochs or choose_epochs(training_pairs(train))
+    steps = math.ceil(epochs*math.ceil(len(train)/batch))
     checks = len(dev_evaluation_steps(steps, DEV_EVALUATION_SHARE))
     on_dev = f"{checks} dev evaluations, early stopping on NDCG@10, " if dev_set else ""
-    say(f"Training a cross-encoder from {config.base_model} with {config.loss} on {len(train)} "
-        f"rows (up to {epochs:g} epochs, {steps} steps, {on_dev}{resolved['precision']}, "
+    rows = (f"{len(train)} lists ({training_pairs(train)} pairs)" if "labels" in train.column_names
+            else f"{len(train)} pairs")
+    say(f"Training a cross-encoder from {config.base_model} with {config.loss} on {rows} "
+        f"(up to {epochs:g} epochs, {steps} steps, {on_dev}{resolved['precision']}, "
         f"{resolved['device']})")
     model = load_reranker(config.base_model, max_length=config.max_length, loss=config.loss,
                           device=resolved["device"])
@@ -708,18 +723,19 @@ def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, r
               evaluator=RerankingEvaluator(dev_set, name="dev", show_progress_bar=True,
                                            precision=resolved["precision"]) # selection only
               if dev_set else None,
-              seed=config.seed, epochs=epochs, batch_size=config.batch_size,
+              seed=config.seed, epochs=epochs, batch_size=batch,
               learning_rate=config.learning_rate, precision=resolved["precision"],
               save_to=folder/"model", state_file=folder/"trainer_state.json", save_total_limit=1,
               eval_steps=DEV_EVALUATION_SHARE, # and the last step
               **({} if dev_set else {"save_strategy": "no"}))
     for checkpoint in (folder/"training").glob("checkpoint-*"): # the best one is model/
         shutil.rmtree(checkpoint)
-    facts = {"rows": len(train), "epochs": epochs, "loss": config.loss,
+    facts = {"rows": len(train), "pairs": training_pairs(train), "epochs": epochs,
+             "loss": config.loss, "batch_size": batch,
              "device": resolved["device"], "precision": resolved["precision"]}
     return model, facts, dev_set
 
-# %% ../nbs/06_pipeline.ipynb #0ac63603
+# %% ../nbs/06_pipeline.ipynb #bc631bb4
 DEV_FOLDS = 5 # the guard: each dev fold is scored at the weight chosen on the others
 
 def choose_on_dev(model, dev_set: list[dict]|None, precision: str|None=None, seed: int=12,
@@ -740,7 +756,7 @@ def compare_on_held_out(model, eval_set: list[dict], decision: ShippingDecision,
     return compare_rerankers(eval_set, {CROSS_ENCODER: model}, fusion=fusion, per_query=True,
                              precision=precision)
 
-# %% ../nbs/06_pipeline.ipynb #054e36d7
+# %% ../nbs/06_pipeline.ipynb #6a09b1f7
 def _dev_scores(curve: pd.Series|None, decision: ShippingDecision, dev_set,
                 unseen: dict|None=None) -> dict|None:
     "Dev NDCG@10 of each system, the fusion at the chosen weight, the guard's test, for metrics.json."

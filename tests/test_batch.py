@@ -116,7 +116,7 @@ def test_a_value_of_the_wrong_type_stops_the_sweep_before_any_run(tmp_path, caps
     sweep = tmp_path/"bad.yaml"
     sweep.write_text(f"runs_dir: {tmp_path/'runs'}\ngrid:\n  batch_size: [8, abc]\n")
     assert main(["sweep", str(sweep)]) == 2
-    assert f"{sweep}: batch_size='abc': a whole number >= 1 is allowed" in capsys.readouterr().err
+    assert f"{sweep}: batch_size='abc': a whole number >= 1 or None is allowed" in capsys.readouterr().err
     assert not (tmp_path/"runs").exists()
 
 def test_run_config_reproduces_a_run(tmp_path, tiny_bert, tiny_embedder, monkeypatch):

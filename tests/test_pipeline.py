@@ -204,7 +204,8 @@ def test_candidate_lists_with_their_own_test_and_dev_files(tmp_path, tiny_bert, 
     result = run_pipeline(source=tmp_path/"train.jsonl", test_source=tmp_path/"test.jsonl", dev_source=tmp_path/"dev.jsonl",
                           run_dir=tmp_path/"lists", embedder=tiny_embedder, base_model=tiny_bert, max_negatives=2, epochs=1)
     metrics = json.loads((Path(result["run_dir"])/"metrics.json").read_text())
-    assert metrics[RETRIEVER]["queries"] == 12 and metrics["training"]["rows"] == 40*3 # 1 positive + 2 of 4 negatives each
+    assert metrics[RETRIEVER]["queries"] == 12 and metrics["training"]["rows"] == 40 # one list per query (the listwise default)
+    assert metrics["training"]["pairs"] == 40*3 # 1 positive + 2 of 4 negatives each
     assert len(metrics["fusion"]["dev_ndcg@10_by_weight"]) == 11 and result["verdict"].startswith("On dev")
     config = yaml.safe_load((Path(result["run_dir"])/"config.yaml").read_text())
     assert config["resolved"]["shape"] == "candidate_lists" and not list((Path(result["run_dir"])/"training").glob("checkpoint-*"))
