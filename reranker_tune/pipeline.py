@@ -16,11 +16,11 @@ from fastcore.basics import patch
 __all__ = ['JOB_LOSSES', 'SOURCES', 'NORMALISATION', 'RETRIEVER_SCORES', 'CROSS_ENCODER_SCORES', 'DEV_EVALUATION_SHARE',
            'DEV_FOLDS', 'JobConfig', 'whole_number', 'number_in', 'query_share', 'position_limit', 'model_positions',
            'source_summary', 'job_config', 'limit_queries', 'check_relevance_labels', 'refuse_shared_queries',
-           'load_job_data', 'choose_epochs', 'training_batch_size', 'training_pairs', 'ShippingDecision',
-           'decide_on_dev', 'verdict', 'shipped_rule', 'plot_fusion_curve', 'per_query_table', 'shown_path',
-           'run_readme', 'outside_client_code', 'run_model_card', 'training_rows', 'grade_range_of', 'job_eval_set',
-           'resolved_settings', 'train_cross_encoder', 'choose_on_dev', 'compare_on_held_out', 'judge', 'write_run',
-           'run_pipeline']
+           'load_job_data', 'choose_epochs', 'trains_on_lists', 'training_batch_size', 'training_pairs',
+           'ShippingDecision', 'decide_on_dev', 'verdict', 'shipped_rule', 'plot_fusion_curve', 'per_query_table',
+           'shown_path', 'run_readme', 'outside_client_code', 'run_model_card', 'training_rows', 'grade_range_of',
+           'job_eval_set', 'resolved_settings', 'train_cross_encoder', 'choose_on_dev', 'compare_on_held_out', 'judge',
+           'write_run', 'run_pipeline']
 
 # %% ../nbs/06_pipeline.ipynb #defe908c
 from .core import (seed_everything, detect_device, detect_precision, resolve_model,
@@ -405,12 +405,16 @@ def choose_epochs(n_pairs: int, # (query, document) pairs in one epoch, lists co
     return max(1, min(most, math.floor(target_pairs/max(n_pairs, 1) + 0.5)))
 
 # %% ../nbs/06_pipeline.ipynb #d84f138f
+def trains_on_lists(loss: str) -> bool:
+    "Whether the job feeds `loss` one labelled list per query (else labelled pairs)."
+    return loss_spec(loss).mining_format == "labeled-list"
+
 def training_batch_size(loss: str, # the job's loss
                         batch_size: int|None=None, # the parameter; None: the loss's default
                        ) -> int: # rows per step
     "Rows per step: `batch_size`, or 4 lists for a listwise loss and 16 pairs for a pointwise one."
     if batch_size: return batch_size
-    return 4 if loss_spec(loss).mining_format == "labeled-list" else 16
+    return 4 if trains_on_lists(loss) else 16
 
 def training_pairs(rows: datasets.Dataset) -> int:
     "The (query, document) pairs one epoch over `rows` scores: one per pair, or each list's length."
@@ -639,7 +643,7 @@ def training_rows(job: dict, # from `load_job_data`
                   config: JobConfig, # the loss, negatives and seed
                  ) -> datasets.Dataset:
     "The job's training rows in the loss's format: labelled pairs, or one labelled list per query."
-    listwise = loss_spec(config.loss).mining_format == "labeled-list"
+    listwise = trains_on_lists(config.loss)
     if job["shape"] == "candidate_lists":
         return rows_from_lists(job["train"], listwise, config.max_negatives, config.seed)
     return mine_negatives(job["train"], retriever, num_negatives=config.num_negatives,
@@ -707,13 +711,12 @@ def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, r
         what = f"the retriever's top {config.top_k}" if pairs else "its candidates"
         say(f"Building the dev set: {what} for each of {len(set(job['dev']['query']))} dev queries")
     dev_set = job_eval_set(job, "dev", retriever, config.top_k, resolved["grade_range"])
-    batch = resolved["batch_size"]
-    epochs = config.epochs or choose_epochs(training_pairs(train))
+    batch, pairs = resolved["batch_size"], training_pairs(train)
+    epochs = config.epochs or choose_epochs(pairs)
     steps = math.ceil(epochs*math.ceil(len(train)/batch))
     checks = len(dev_evaluation_steps(steps, DEV_EVALUATION_SHARE))
     on_dev = f"{checks} dev evaluations, early stopping on NDCG@10, " if dev_set else ""
-    rows = (f"{len(train)} lists ({training_pairs(train)} pairs)" if "labels" in train.column_names
-            else f"{len(train)} pairs")
+    rows = f"{len(train)} lists ({pairs} pairs)" if len(train) < pairs else f"{pairs} pairs"
     say(f"Training a cross-encoder from {config.base_model} with {config.loss} on {rows} "
         f"(up to {epochs:g} epochs, {steps} steps, {on_dev}{resolved['precision']}, "
         f"{resolved['device']})")
@@ -730,7 +733,7 @@ def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, r
               **({} if dev_set else {"save_strategy": "no"}))
     for checkpoint in (folder/"training").glob("checkpoint-*"): # the best one is model/
         shutil.rmtree(checkpoint)
-    facts = {"rows": len(train), "pairs": training_pairs(train), "epochs": epochs,
+    facts = {"rows": len(train), "pairs": pairs, "epochs": epochs,
              "loss": config.loss, "batch_size": batch,
              "device": resolved["device"], "precision": resolved["precision"]}
     return model, facts, dev_set
