@@ -29,11 +29,11 @@ from .data import (DataError, EvalSample, load_source, positives_by_query, shape
 __all__ = ['MEASURES', 'HELDOUT_FILE', 'FUSION_WEIGHTS', 'RETRIEVER', 'CROSS_ENCODER', 'FUSION', 'NANOBEIR_ID',
            'NANOBEIR_SUBSETS', 'found_share', 'embed_documents', 'build_eval_set', 'per_query_metrics',
            'with_all_positives', 'write_eval_set', 'read_eval_set', 'eval_set_from_candidate_lists', 'rerank_scores',
-           'fuse_scores', 'fusion_ndcg_by_query', 'best_weight', 'choose_fusion_weight', 'cross_fitted_ndcg',
-           'shipped_system', 'compare_rerankers', 'RerankingEvaluator', 'bootstrap_ci', 'paired_comparison',
-           'verdict_line', 'count_parameters', 'timed_rerank_scores', 'comparison_result', 'plot_ndcg_vs_size',
-           'plot_wins_losses', 'save_comparison', 'pair_task_evaluator', 'evaluate_pair_task', 'NanoBEIRUnavailable',
-           'nanobeir_evaluator', 'nanobeir_table']
+           'fuse_scores', 'fusion_ndcg_by_query', 'best_weight', 'smoothed_curve', 'chosen_weight',
+           'choose_fusion_weight', 'cross_fitted_ndcg', 'shipped_system', 'compare_rerankers', 'RerankingEvaluator',
+           'bootstrap_ci', 'paired_comparison', 'verdict_line', 'count_parameters', 'timed_rerank_scores',
+           'comparison_result', 'plot_ndcg_vs_size', 'plot_wins_losses', 'save_comparison', 'pair_task_evaluator',
+           'evaluate_pair_task', 'NanoBEIRUnavailable', 'nanobeir_evaluator', 'nanobeir_table']
 
 # %% ../nbs/05_evaluation.ipynb #cae35737
 def found_share(eval_set: list[dict], # samples with `positive` and `documents`
@@ -250,7 +250,7 @@ def fuse_scores(eval_set: list[dict], # samples with `retriever_scores`
     return [alpha*_standardise(r) + (1 - alpha)*_standardise(s["retriever_scores"])
             for s, r in zip(eval_set, scores)]
 
-# %% ../nbs/05_evaluation.ipynb #0d79330c
+# %% ../nbs/05_evaluation.ipynb #906bed37
 FUSION_WEIGHTS = tuple(np.round(np.linspace(0, 1, 11), 2)) # the cross-encoder's candidate weights
 
 def fusion_ndcg_by_query(dev_set: list[dict], # dev samples (training queries held back)
@@ -266,26 +266,42 @@ def best_weight(curve: pd.Series, # mean NDCG@10 by weight
     "The weight with the best mean NDCG@10; ties go to the smaller weight."
     return float(curve[curve >= curve.max() - 1e-12].index.min())
 
+# %% ../nbs/05_evaluation.ipynb #5a7660bf
+def smoothed_curve(curve: pd.Series, # mean NDCG@10 by weight, weights in increasing order
+                  ) -> pd.Series: # each point the mean of itself and its two neighbours
+    "The curve averaged over neighbouring weights (an end counts itself twice): less noise."
+    values = np.pad(curve.to_numpy(dtype=float), 1, mode="edge")
+    return pd.Series(np.convolve(values, np.ones(3)/3, mode="valid"), index=curve.index)
+
+def chosen_weight(curve: pd.Series, # mean NDCG@10 by weight
+                 ) -> float:
+    "The weight the job ships: the best of the smoothed curve (of 5 weights or more), ties smaller."
+    return best_weight(smoothed_curve(curve) if len(curve) >= 5 else curve)
+
+# %% ../nbs/05_evaluation.ipynb #07b35655
 def choose_fusion_weight(dev_set: list[dict], # dev samples (training queries held back)
                          scores: list, # the reranker's scores on `dev_set`
                          alphas=FUSION_WEIGHTS, # candidate weights
-                        ) -> tuple[float, pd.Series]: # the best weight, and dev NDCG@10 for each
-    "The reranker weight with the best NDCG@10 on dev; ties go to the smaller weight."
+                        ) -> tuple[float, pd.Series]: # the chosen weight, and dev NDCG@10 for each
+    "The reranker weight chosen on dev (`chosen_weight`), and the dev curve it was chosen on."
     curve = fusion_ndcg_by_query(dev_set, scores, alphas).mean()
-    return best_weight(curve), curve
+    return chosen_weight(curve), curve
 
-# %% ../nbs/05_evaluation.ipynb #fee5828c
+# %% ../nbs/05_evaluation.ipynb #351c57c9
 def cross_fitted_ndcg(by_query: pd.DataFrame, # from `fusion_ndcg_by_query`
                       folds: int=5, # dev folds; at most one per query
                       seed: int=12, # how queries are dealt to folds
+                      repeats: int=20, # fresh deals of the queries to folds, averaged
                      ) -> np.ndarray: # per query: NDCG@10 at a weight chosen without it
-    "Each query's NDCG@10 at the weight chosen on the other folds: the choice, judged on unseen queries."
+    "Each query's mean NDCG@10 at the weights chosen on folds without it: the choice, unseen."
     if len(by_query) < 2: return by_query[0.0].to_numpy() # nothing to choose on: the retriever
-    fold = np.random.default_rng(seed).permutation(len(by_query)) % min(folds, len(by_query))
-    scored = np.empty(len(by_query))
-    for k in np.unique(fold):
-        scored[fold == k] = by_query[fold == k][best_weight(by_query[fold != k].mean())]
-    return scored
+    rng, folds = np.random.default_rng(seed), min(folds, len(by_query))
+    scored = np.zeros(len(by_query))
+    for _ in range(repeats):
+        fold = rng.permutation(len(by_query)) % folds
+        for k in range(folds):
+            scored[fold == k] += by_query[fold == k][chosen_weight(by_query[fold != k].mean())]
+    return scored/repeats
 
 # %% ../nbs/05_evaluation.ipynb #32204fed
 RETRIEVER, CROSS_ENCODER, FUSION = "retriever", "fine-tuned", "fine-tuned + retriever" # result rows

@@ -14,13 +14,13 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['JOB_LOSSES', 'SOURCES', 'NORMALISATION', 'RETRIEVER_SCORES', 'CROSS_ENCODER_SCORES', 'DEV_EVALUATION_SHARE',
-           'DEV_FOLDS', 'JobConfig', 'whole_number', 'number_in', 'query_share', 'position_limit', 'model_positions',
-           'source_summary', 'job_config', 'limit_queries', 'check_relevance_labels', 'refuse_shared_queries',
-           'load_job_data', 'choose_epochs', 'trains_on_lists', 'training_batch_size', 'training_pairs',
-           'ShippingDecision', 'decide_on_dev', 'verdict', 'shipped_rule', 'plot_fusion_curve', 'per_query_table',
-           'shown_path', 'run_readme', 'outside_client_code', 'run_model_card', 'training_rows', 'grade_range_of',
-           'job_eval_set', 'resolved_settings', 'train_cross_encoder', 'choose_on_dev', 'compare_on_held_out', 'judge',
-           'write_run', 'run_pipeline']
+           'DEV_FOLDS', 'DEV_REPEATS', 'JobConfig', 'whole_number', 'number_in', 'query_share', 'position_limit',
+           'model_positions', 'source_summary', 'job_config', 'limit_queries', 'check_relevance_labels',
+           'refuse_shared_queries', 'load_job_data', 'choose_epochs', 'trains_on_lists', 'training_batch_size',
+           'training_pairs', 'ShippingDecision', 'decide_on_dev', 'verdict', 'shipped_rule', 'plot_fusion_curve',
+           'per_query_table', 'shown_path', 'run_readme', 'outside_client_code', 'run_model_card', 'training_rows',
+           'grade_range_of', 'job_eval_set', 'resolved_settings', 'train_cross_encoder', 'choose_on_dev',
+           'compare_on_held_out', 'judge', 'write_run', 'run_pipeline']
 
 # %% ../nbs/06_pipeline.ipynb #defe908c
 from .core import (seed_everything, detect_device, detect_precision, resolve_model,
@@ -37,7 +37,7 @@ from .training import (load_reranker, fine_tune,
 from .evaluation import (RETRIEVER, CROSS_ENCODER, FUSION, shipped_system,
                                       build_eval_set, embed_documents, eval_set_from_candidate_lists,
                                       compare_rerankers, rerank_scores, choose_fusion_weight,
-                                      fusion_ndcg_by_query, best_weight, cross_fitted_ndcg,
+                                      fusion_ndcg_by_query, chosen_weight, cross_fitted_ndcg,
                                       paired_comparison, verdict_line, RerankingEvaluator,
                                       comparison_result, count_parameters, save_comparison,
                                       write_eval_set, HELDOUT_FILE)
@@ -739,18 +739,18 @@ def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, r
     return model, facts, dev_set
 
 # %% ../nbs/06_pipeline.ipynb #bc631bb4
-DEV_FOLDS = 5 # the guard: each dev fold is scored at the weight chosen on the others
+DEV_FOLDS, DEV_REPEATS = 5, 20 # the guard: each dev fold scored at the weight chosen on the others
 
 def choose_on_dev(model, dev_set: list[dict]|None, precision: str|None=None, seed: int=12,
                  ) -> tuple: # (decision, dev curve or None, cross-fitted comparison or None)
-    "The shipping decision from dev: the best weight, kept only if it wins on unseen dev folds."
+    "The shipping decision from dev: the chosen weight, kept only if it wins on unseen dev folds."
     if not dev_set: return decide_on_dev(None), None, None
     say("Choosing on the dev queries: retriever, cross-encoder or their fusion")
     by_query = fusion_ndcg_by_query(dev_set, rerank_scores(model, dev_set, precision=precision))
     curve = by_query.mean()
-    unseen = paired_comparison(cross_fitted_ndcg(by_query, DEV_FOLDS, seed), by_query[0.0],
-                               seed=seed)
-    return decide_on_dev(best_weight(curve), curve, unseen), curve, unseen
+    unseen = paired_comparison(cross_fitted_ndcg(by_query, DEV_FOLDS, seed, DEV_REPEATS),
+                               by_query[0.0], seed=seed)
+    return decide_on_dev(chosen_weight(curve), curve, unseen), curve, unseen
 
 def compare_on_held_out(model, eval_set: list[dict], decision: ShippingDecision,
                         precision: str|None=None) -> tuple:
@@ -767,7 +767,7 @@ def _dev_scores(curve: pd.Series|None, decision: ShippingDecision, dev_set,
     systems = {RETRIEVER: curve[0.0], CROSS_ENCODER: curve[1.0]}
     if decision.shipped == FUSION: systems[FUSION] = curve[decision.weight]
     return {"queries": len(dev_set), "ndcg@10": {k: float(v) for k, v in systems.items()},
-            "best_weight": best_weight(curve), "cross_fitted_vs_retriever": unseen}
+            "chosen_weight": chosen_weight(curve), "cross_fitted_vs_retriever": unseen}
 
 def _plain_row(row: pd.Series) -> dict:
     "A table row as JSON values."
