@@ -26,8 +26,8 @@ from .data import clip_texts
 # %% auto #0
 __all__ = ['MULTI_DATASET_SAMPLERS', 'HeadMismatch', 'classification_head_size', 'load_reranker', 'row_lengths',
            'LengthGroupedBatchSampler', 'padding_share', 'LengthGroupedWhere', 'metric_key', 'dev_evaluation_steps',
-           'EvaluateLastStep', 'DevMetricsTable', 'DevEvaluationLines', 'evaluation_line', 'enable_tf32',
-           'multi_dataset_batch_sampler', 'training_arguments', 'clipped', 'fine_tune', 'save_model',
+           'EvaluateLastStep', 'DevMetricsTable', 'DevEvaluationLines', 'evaluation_line', 'enable_tf32', 'score_head',
+           'head_in_float32', 'multi_dataset_batch_sampler', 'training_arguments', 'clipped', 'fine_tune', 'save_model',
            'write_model_card']
 
 # %% ../nbs/04_training.ipynb #752ca771
@@ -271,6 +271,26 @@ def enable_tf32() -> bool: # whether TF32 is now on
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     return True
 
+# %% ../nbs/04_training.ipynb #49a53b7b
+def score_head(model: CrossEncoder, # a cross-encoder with a linear layer on top
+              ) -> list[str]: # the layer's name, in a list; empty when there is none
+    "The last linear layer with one output per label: the one that gives the model's scores."
+    heads = [name for name, module in model.named_modules()
+             if type(module).__name__ in ("Linear", "_Float32Linear")
+             and module.out_features == model.num_labels]
+    return heads[-1:]
+
+# %% ../nbs/04_training.ipynb #ea178917
+@contextlib.contextmanager
+def head_in_float32(model: CrossEncoder, # trained in bf16 or fp16
+                    on: bool=True, # False: nothing changes (float32 training)
+                   ):
+    "Run the score head in float32 inside the block; the model's own selection comes back after."
+    kept = list(model.keep_in_fp32_modules or [])
+    if on: model.set_keep_in_fp32_modules(list(dict.fromkeys(kept + score_head(model))))
+    try: yield model
+    finally: model.set_keep_in_fp32_modules(kept)
+
 # %% ../nbs/04_training.ipynb #ba1241a9
 def _report_to(report_to: str|list|tuple|None=None, # integrations; "none": not even TensorBoard
                track_emissions: bool=False, # add CodeCarbon
@@ -464,7 +484,7 @@ def fine_tune(model: CrossEncoder, # from `load_reranker(base, loss=...)`; train
                                   eval_dataset=eval_dataset,
                                   loss=loss, evaluator=evaluator, callbacks=callbacks)
     _readable_progress(trainer, evaluator)
-    with progress_bars_off():
+    with progress_bars_off(), head_in_float32(model, args.bf16 or args.fp16):
         trainer.train(resume_from_checkpoint=_resume_point(output_dir, resume_from_checkpoint))
     _remove_if_empty(Path(output_dir)/"eval") # the trainer makes it; our evaluators write no file
     # accelerate leaves `forward` wrapped in the training autocast: unwrap it, so that the trained model

@@ -45,3 +45,21 @@ def test_a_model_trained_in_bf16_scores_in_fp32_like_its_saved_copy(tiny_bert, t
     with precision_context("fp32"): trained = model.predict(pairs)
     saved = CrossEncoder(str(tmp_path/"model"), device="cpu").predict(pairs)
     assert trained == pytest.approx(saved, abs=1e-6)
+
+def test_bf16_training_scores_dev_with_a_float32_head_and_saves_the_plain_model(tiny_bert, tmp_path):
+    "The dev evaluations of a bf16 run see float32 scores (no bf16 ties); the saved model carries no such setting."
+    import json
+    from transformers import TrainerCallback
+    model = load_reranker(tiny_bert, device="cpu")
+    head = model.get_submodule("0.model.classifier")
+    seen = []
+    class HeadDtype(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            with torch.autocast("cpu", dtype=torch.bfloat16): seen.append(head(torch.ones(1, head.in_features)).dtype)
+    rows = datasets.Dataset.from_dict({"query": ["water a cactus"]*4, "answer": ["rarely, soak then dry", "prune in winter", "full sun", "feed monthly"],
+                                       "label": [1.0, 0.0, 0.0, 0.0]})
+    fine_tune(model, rows, "BinaryCrossEntropyLoss", tmp_path/"ck", epochs=1, batch_size=4, learning_rate=1e-3, precision="bf16",
+              disable_tqdm=True, report_to="none", save_to=tmp_path/"model", callbacks=[HeadDtype()])
+    assert seen and set(seen) == {torch.float32}, "the head ran in bf16 during training"
+    assert model.keep_in_fp32_modules == []
+    assert "keep_in_fp32_modules" not in json.loads((tmp_path/"model"/"config_sentence_transformers.json").read_text())
