@@ -3,10 +3,10 @@ import json, re, shutil, subprocess, sys, warnings
 from pathlib import Path
 import numpy as np, pytest
 from sentence_transformers import CrossEncoder
-from reranker_tune import serving
+from reranker_tune import serving, export
 from reranker_tune.serving import (rerank, Reranker, Ranked, load_model, cached_model, check_model_folder, ModelFolderError,
-                                   export_onnx, quantize_onnx, onnx_parity, compare_backends, ParityError, OnnxNotInstalled,
-                                   FP32_TOLERANCE)
+                                   OnnxNotInstalled)
+from reranker_tune.export import export_onnx, quantize_onnx, onnx_parity, compare_backends, ParityError, FP32_TOLERANCE
 from reranker_tune.serving import load_shipped_rule, served_metrics
 from reranker_tune.core import write_folder_mark, FOLDER_MARK
 from reranker_tune.pipeline import NORMALISATION
@@ -111,8 +111,8 @@ def test_int8_export_runs_and_reports_agreement_without_demanding_identity(own_f
     files = export_onnx(own_folder, quantize=True)
     assert files["int8"].name == "model_qint8_avx512_vnni.onnx" and files["int8"].stat().st_size < files["fp32"].stat().st_size
     report = onnx_parity(own_folder, files["int8"], eval_samples())
-    assert report["quantized"] and not report["strict_order"] and report["tolerance"] == serving.INT8_TOLERANCE
-    assert report["passed"] and report["max_abs_diff"] <= serving.INT8_TOLERANCE and "reported, not required" in report["summary"]
+    assert report["quantized"] and not report["strict_order"] and report["tolerance"] == export.INT8_TOLERANCE
+    assert report["passed"] and report["max_abs_diff"] <= export.INT8_TOLERANCE and "reported, not required" in report["summary"]
     assert quantize_onnx(own_folder, "avx2").name == "model_quint8_avx2.onnx"
     with pytest.raises(ValueError, match="config must be one of"): quantize_onnx(own_folder, "avx9000")
 
@@ -127,7 +127,7 @@ def test_parity_fails_loudly_when_the_export_is_another_model(own_folder, tiny_b
 
 def test_an_export_that_fails_its_check_is_not_kept(own_folder, monkeypatch):
     def failing(*a, **k): raise ParityError("scores differ")
-    monkeypatch.setattr(serving, "onnx_parity", failing)
+    monkeypatch.setattr(export, "onnx_parity", failing)
     with pytest.raises(ParityError): export_onnx(own_folder)
     assert not (own_folder/"onnx"/"model.onnx").exists()
 
