@@ -14,7 +14,9 @@ from sentence_transformers.base.modules import Transformer
 from transformers.modeling_outputs import SequenceClassifierOutput
 from .core import (detect_device, resolve_model, folder_path,
                                 folder_mark, read_json, PRECISIONS, progress_bars_off)
-from .data import has_visible_text
+from fastcore.basics import patch
+from .core import precision_context
+from .data import has_visible_text, clip_text
 from .mining import load_embedder
 from .pipeline import (position_limit, NORMALISATION, RETRIEVER_SCORES,
                                     CROSS_ENCODER_SCORES)
@@ -376,12 +378,13 @@ class Reranker:
                              f"{logits.shape[-1]}.")
         return logits
 
-    def _scores(self, query: str, texts: list[str], first_stage) -> tuple[np.ndarray, np.ndarray]:
+    def _scores(self, query: str, texts: list[str], first_stage,
+                logits=None) -> tuple[np.ndarray, np.ndarray]:
         "(what the documents are ranked by, what is reported as their score), by the shipped rule."
         if self.weight < 1 and first_stage is None:
             first_stage = self.retriever_scores(query, texts)
         if self.weight == 0: return first_stage, first_stage
-        logits = self.cross_encoder_logits(query, texts)
+        logits = self.cross_encoder_logits(query, texts) if logits is None else logits
         if self.weight == 1:
             return logits, self.model.activation_fn(torch.as_tensor(logits)).numpy()
         sample = {"query": query, "documents": texts, "retriever_scores": first_stage}
@@ -394,6 +397,10 @@ class Reranker:
                first_stage_scores=None, # the retriever's score per document (list, dict by id)
               ) -> list[Ranked]: # best first
         "The `top_k` best of `documents` for `query` by the shipped rule (ties keep their order)."
+        return self._ranked(self._checked(query, documents, top_k, first_stage_scores))
+
+    def _checked(self, query, documents, top_k=10, first_stage_scores=None) -> tuple:
+        "`rerank`'s arguments checked: (query, ids, texts, top_k, first-stage scores or None)."
         if not has_visible_text(query):
             raise ValueError(f"query must be a non-empty string, got {query!r}.")
         if len(query) > self.max_characters:
@@ -402,7 +409,13 @@ class Reranker:
         ids, texts = _as_documents(documents, self.max_characters)
         top_k = _check_top_k(top_k)
         given = None if first_stage_scores is None else _check_first_stage(first_stage_scores, ids)
-        ranked_by, shown = self._scores(query, texts, given)
+        return query, ids, texts, top_k, given
+
+    def _ranked(self, checked: tuple, logits=None, raw_scores: bool=False) -> list[Ranked]:
+        "The ranking of checked arguments; `raw_scores`: the cross-encoder's logits, not activated."
+        query, ids, texts, top_k, given = checked
+        ranked_by, shown = self._scores(query, texts, given, logits)
+        shown = ranked_by if raw_scores else shown
         order = np.argsort(-np.asarray(ranked_by, dtype=float), kind="stable")[:top_k]
         return [Ranked(r, ids[j], float(shown[j]), texts[j]) for r, j in enumerate(order, 1)]
 
@@ -414,6 +427,30 @@ class Reranker:
         return (f"Reranker({self.run_dir or 'cross-encoder'}: {self.shipped!r}, weight "
                 f"{self.weight:g}, "
                 f"cross-encoder {backend})")
+
+# %% ../nbs/08_serving.ipynb #fbc92193
+@patch
+def pair_logits(self: Reranker, requests: list[tuple[str, list[str]]], # (query, texts) each
+               ) -> list[np.ndarray]: # per request, one raw logit per text
+    "The cross-encoder's raw logits for several queries' texts, every pair in one model call."
+    clip = lambda text: clip_text(text, self.model.max_seq_length or 512) # as `rerank_scores`
+    pairs = [(clip(query), clip(text)) for query, texts in requests for text in texts]
+    with precision_context(self.precision, self.model.device):
+        logits = np.asarray(self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False,
+                                               activation_fn=lambda x: x), dtype=float)
+    if logits.ndim != 1:
+        raise ValueError(f"Ranking needs one score per pair; this model gives {logits.shape[-1]}.")
+    return np.split(logits, np.cumsum([len(texts) for _, texts in requests])[:-1])
+
+@patch
+def rerank_batch(self: Reranker, requests: list[dict], # `rerank`'s arguments each, and `raw_scores`
+                ) -> list[list[Ranked]]: # per request, best first
+    "`rerank` for several requests at once: their cross-encoder pairs are scored together."
+    raw = [bool(r.get("raw_scores", False)) for r in requests]
+    checked = [self._checked(**{k: v for k, v in r.items() if k != "raw_scores"}) for r in requests]
+    logits = (self.pair_logits([(c[0], c[2]) for c in checked]) if self.weight > 0
+              else [None]*len(checked))
+    return [self._ranked(c, l, r) for c, l, r in zip(checked, logits, raw)]
 
 # %% ../nbs/08_serving.ipynb #16401801
 def rerank(query: str, # the user's question
