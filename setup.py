@@ -27,6 +27,7 @@ dev_requirements = (cfg.get('dev_requirements') or '').split()
 # optional: `pip install "reranker_tune[tensorboard]"` for TensorBoard logs of every fine_tune run
 tensorboard_requirements = (cfg.get('tensorboard_requirements') or '').split()
 onnx_requirements = (cfg.get('onnx_requirements') or '').split()
+serve_requirements = (cfg.get('serve_requirements') or '').split()
 
 setuptools.setup(
     name = cfg['lib_name'],
@@ -42,7 +43,7 @@ setuptools.setup(
     package_data = {cfg['lib_name']: ['sample_data/*']},
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements, 'tensorboard': tensorboard_requirements, 'onnx': onnx_requirements },
+    extras_require={ 'dev': dev_requirements, 'tensorboard': tensorboard_requirements, 'onnx': onnx_requirements, 'serve': serve_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

@@ -625,6 +625,16 @@ def _rerank_options(parser: argparse.ArgumentParser):
     parser.add_argument("--top-k", type=int, default=10, help="results to print (default 10)")
     parser.add_argument("--onnx-file", help="score with this ONNX file of the model folder")
 
+def _serve_options(parser: argparse.ArgumentParser):
+    "The options of `serve` (chapter *server*)."
+    parser.add_argument("run_dir", help="a finished run folder")
+    parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    parser.add_argument("--port", type=int, default=8080, help="default 8080")
+    parser.add_argument("--max-documents", type=int, default=1000, help="per request (default 1000)")
+    parser.add_argument("--max-characters", type=int, default=100_000,
+                        help="per query or document (default 100000)")
+    parser.add_argument("--onnx-file", help="score with this ONNX file of the model folder")
+
 # %% ../nbs/07_batch.ipynb #5b20dd03
 def _parser() -> argparse.ArgumentParser:
     "The `reranker-tune` argument parser."
@@ -652,6 +662,7 @@ def _parser() -> argparse.ArgumentParser:
     _leaderboard_options(commands.add_parser("leaderboard",
                                              help="a table and a plot of runs, best on dev first"))
     _rerank_options(commands.add_parser("rerank", help="rerank documents for a query: JSON lines"))
+    _serve_options(commands.add_parser("serve", help="serve a run over HTTP (TEI and Cohere rerank)"))
     return parser
 
 # %% ../nbs/07_batch.ipynb #bf63095d
@@ -716,6 +727,16 @@ def _rerank(args) -> int: # the exit status
         print(json.dumps(line, ensure_ascii=False))
     return 0
 
+def _serve(args) -> int: # the exit status
+    "Serve a run over HTTP until SIGTERM or Ctrl-C."
+    try: from reranker_tune.server import serve # the optional `serve` extra: imported when used
+    except ImportError as e:
+        raise ValueError(f"serve needs FastAPI and uvicorn ({e.name} is not installed): "
+                         "pip install 'reranker_tune[serve]'") from None
+    serve(args.run_dir, args.host, args.port, max_documents=args.max_documents,
+          max_characters=args.max_characters, onnx_file=args.onnx_file)
+    return 0
+
 def _train(args) -> int: # the exit status
     "Fine-tune from a YAML config: base model, loss, training data, output folder and options."
     from reranker_tune.advanced_training import train_from_config # beside batch: imported when used
@@ -725,13 +746,14 @@ def _train(args) -> int: # the exit status
 # %% ../nbs/07_batch.ipynb #fa85b257
 def main(argv: list[str]|None=None, # the arguments after the program name; None: `sys.argv[1:]`
         ) -> int: # the exit status
-    "The `reranker-tune` command: train, run, sweep, leaderboard, rerank."
+    "The `reranker-tune` command: train, run, sweep, leaderboard, rerank, serve."
     args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
         if args.command == "train": return _train(args)
         if args.command == "leaderboard":
             print(_markdown(save_leaderboard(args.runs_dir, args.metric, args.out))); return 0
         if args.command == "rerank": return _rerank(args)
+        if args.command == "serve": return _serve(args)
         configs, runs_dir = _configs(args)
         statuses = run_sweep(configs, runs_dir, args.notebook, args.force, not args.quiet)
         return _report(statuses, runs_dir)

@@ -9,32 +9,11 @@ from reranker_tune.serving import (rerank, Reranker, Ranked, load_model, cached_
 from reranker_tune.export import export_onnx, quantize_onnx, onnx_parity, compare_backends, ParityError, FP32_TOLERANCE
 from reranker_tune.serving import load_shipped_rule, served_metrics
 from reranker_tune.core import write_folder_mark, FOLDER_MARK
+from conftest import QUERY, DOCS, SYSTEM_OF, eval_samples, cosines # with the run-folder fixtures
 from reranker_tune.pipeline import NORMALISATION
 from reranker_tune.training import load_reranker, save_model
 from reranker_tune.evaluation import (fuse_scores, rerank_scores, per_query_metrics, read_eval_set,
                                       RETRIEVER, CROSS_ENCODER, FUSION)
-
-QUERY = "how often should I water tomatoes"
-DOCS = ["Water tomatoes deeply twice a week.", "Prune apple trees in late winter.", "Roses like full sun.",
-        "Tomatoes need more water when they fruit.", "Mulch keeps the soil moist.", "Garlic is planted in autumn."]
-
-def eval_samples(n=4):
-    "Eval-set samples: each query with every document as a candidate (the first one its positive)."
-    queries = [QUERY, "when to prune apple trees", "do roses need sun", "when to plant garlic"][:n]
-    return [{"query": q, "positive": [DOCS[i]], "documents": DOCS} for i, q in enumerate(queries)]
-
-@pytest.fixture(scope="session")
-def model_folder(tiny_bert, tmp_path_factory) -> Path:
-    "The tiny cross-encoder, saved by the training stage's `save_model`, its fresh head scaled so that pairs score apart."
-    import torch
-    model = load_reranker(tiny_bert, device="cpu")
-    with torch.no_grad(): model[0].model.classifier.weight.mul_(100) # a fresh head scores every pair about the same
-    return save_model(model, tmp_path_factory.mktemp("saved")/"model")
-
-@pytest.fixture(scope="session")
-def retriever_folder(tiny_embedder) -> str:
-    "conftest's tiny StaticEmbedding retriever, on the same tokenizer as the tiny cross-encoder."
-    return tiny_embedder
 
 @pytest.fixture
 def own_folder(model_folder, tmp_path) -> Path:
@@ -204,39 +183,6 @@ def test_remote_code_is_off_by_default_everywhere_a_model_is_loaded(model_folder
     assert "an_untrusted_module" not in sys.modules
 
 # --- serving what a run ships ---
-
-SYSTEM_OF = {0.0: RETRIEVER, 0.3: FUSION, 1.0: CROSS_ENCODER}
-
-def cosines(embedder, query, documents) -> np.ndarray:
-    "The retriever's scores as the evaluation computes them: normalised embeddings, dot product."
-    encode = dict(convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
-    return embedder.encode(documents, **encode) @ embedder.encode([query], **encode)[0]
-
-@pytest.fixture(scope="session")
-def heldout(retriever_folder) -> list[dict]:
-    "eval_samples() in the tiny retriever's order, with its scores: what a run writes to heldout.jsonl."
-    from sentence_transformers import SentenceTransformer
-    embedder, out = SentenceTransformer(retriever_folder, device="cpu"), []
-    for s in eval_samples():
-        sims = cosines(embedder, s["query"], s["documents"])
-        order = np.argsort(-sims, kind="stable")
-        out.append({**s, "documents": [s["documents"][j] for j in order], "retriever_scores": [float(sims[j]) for j in order]})
-    return out
-
-@pytest.fixture
-def make_run(model_folder, retriever_folder, heldout, tmp_path):
-    "A run folder built by hand after the layout in the issue: model/, shipped.json, heldout.jsonl."
-    def make(weight: float, name: str="run", **fields) -> Path:
-        run = tmp_path/name
-        shutil.copytree(model_folder, run/"model")
-        rule = {"format": 1, "shipped": SYSTEM_OF[weight], "fusion_weight": weight,
-                "normalisation": NORMALISATION, "cross_encoder": {"folder": "model", "scores": "raw logits, no activation"},
-                "retriever": {"model": retriever_folder},
-                "top_k": None, "dev_ndcg@10_by_weight": {}, "reason": "hand-made for a test", **fields}
-        (run/"shipped.json").write_text(json.dumps(rule))
-        (run/"heldout.jsonl").write_text("".join(json.dumps(s) + "\n" for s in heldout))
-        return run
-    return make
 
 def fused_reference(model_folder, samples, weight) -> list:
     "The evaluation stage's fused scores for `samples`, computed without serving."
