@@ -16,8 +16,8 @@ from .core import (detect_device, resolve_model, folder_path,
                                 folder_mark, read_json, PRECISIONS, progress_bars_off)
 from .data import has_visible_text
 from .mining import load_embedder
-from .pipeline import (position_limit, NORMALISATION, RETRIEVER_SCORES,
-                                    CROSS_ENCODER_SCORES)
+from .config import position_limit
+from .pipeline import NORMALISATION, RETRIEVER_SCORES, CROSS_ENCODER_SCORES
 from .evaluation import (rerank_scores, per_query_metrics, fuse_scores, shipped_system,
                                       RETRIEVER, CROSS_ENCODER, FUSION, read_eval_set)
 
