@@ -109,7 +109,7 @@ def from_yaml(cls: JobConfig, path: str|Path, # a `config.yaml` written by a run
     "A `JobConfig` from a YAML file, with one-line errors naming the file."
     return cls.from_mapping(read_yaml(path) or {}, str(path))
 
-# %% ../nbs/05b_config.ipynb #17e45258
+# %% ../nbs/05b_config.ipynb #361af54b
 SOURCES = ("source", "test_source", "dev_source") # the parameters that hold data
 
 def source_summary(source) -> str:
