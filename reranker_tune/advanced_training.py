@@ -159,22 +159,22 @@ def _read_config(config: str|Path|dict) -> tuple[dict, str]:
     return cfg, str(config)
 
 # %% ../nbs/04b_advanced_training.ipynb #6704714c
-def _check_config(cfg: dict, source: str):
+def _check_config(cfg: dict, where: str): # `where`: the file, or "config"
     "Every required key present, every key known (an old key or a typo is named, with its fix)."
-    refuse_renamed_keys(cfg, source) # before the trainer's fields: `output_dir` is one of them
+    refuse_renamed_keys(cfg, where) # before the trainer's fields: `output_dir` is one of them
     if missing := [k for k in _REQUIRED_KEYS if k not in cfg]:
-        raise ConfigError(f"{source}: lacks {missing}; it needs base_model, loss, source and "
+        raise ConfigError(f"{where}: lacks {missing}; it needs base_model, loss, source and "
                           "run_dir.")
     known = _known_keys()
     fields = {f.name for f in dataclasses.fields(CrossEncoderTrainingArguments)}
     if unknown := [k for k in cfg if k not in known and k not in fields]:
         close = difflib.get_close_matches(str(unknown[0]), known + sorted(fields), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"{source}: unknown key {unknown[0]!r}{hint}. Known keys: "
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}{hint}. Known keys: "
                           f"{', '.join(known)}, and any "
                           "CrossEncoderTrainingArguments field.")
     if not isinstance(cfg["source"], (str, Path)) or not Path(cfg["source"]).exists():
-        raise ConfigError(f"{source}: source {str(cfg['source'])!r} does not exist.")
+        raise ConfigError(f"{where}: source {str(cfg['source'])!r} does not exist.")
 
 # %% ../nbs/04b_advanced_training.ipynb #30a84820
 def train_from_config(config: str|Path|dict, # a YAML file, or its content as a dict
@@ -182,10 +182,10 @@ def train_from_config(config: str|Path|dict, # a YAML file, or its content as a 
                       trust_remote_code: bool=False,
                      ) -> CrossEncoder: # the trained model
     "`fine_tune` with the base model, the loss, the data and every option read from a config."
-    cfg, source = _read_config(config)
-    _check_config(cfg, source)
+    cfg, where = _read_config(config)
+    _check_config(cfg, where)
     if cfg.get("trust_remote_code") and not trust_remote_code:
-        raise ConfigError(f"{source}: trust_remote_code: true would run the Python code that comes "
+        raise ConfigError(f"{where}: trust_remote_code: true would run the Python code that comes "
                           "with the model, and a shared config file alone cannot ask for that. If you "
                           "trust that code, add --trust-remote-code to the command line "
                           "(train_from_config(..., trust_remote_code=True)).")
