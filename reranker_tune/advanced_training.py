@@ -9,7 +9,7 @@ from bisect import bisect_right
 from itertools import accumulate
 from pathlib import Path
 from typing import Callable
-import torch, datasets, yaml
+import torch, datasets
 import pandas as pd
 from torch.utils.data import ConcatDataset, RandomSampler
 from accelerate.utils import find_executable_batch_size
@@ -19,6 +19,7 @@ from sentence_transformers.base.sampler import (DefaultBatchSampler, Proportiona
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from sentence_transformers.util.dataset import DEFAULT_LABEL_COLUMNS
 from .core import ConfigError
+from .config import read_yaml, refuse_renamed_keys
 from .data import read_file
 from .losses import make_loss
 from .training import (load_reranker, fine_tune, training_arguments,
@@ -135,12 +136,13 @@ def _training_rows(path: str|Path) -> datasets.Dataset:
 
 # %% ../nbs/04b_advanced_training.ipynb #9e58fd20
 _MODEL_KEYS = ("max_length", "num_labels", "device", "trust_remote_code")
-_CONFIG_KEYS = ("base", "loss", "train_data", "output_dir", "loss_options") + _MODEL_KEYS
+_REQUIRED_KEYS = ("base_model", "loss", "source", "run_dir") # the job's names (config.RENAMED_KEYS)
+_CONFIG_KEYS = _REQUIRED_KEYS + ("loss_options",) + _MODEL_KEYS
 
 
 def _known_keys() -> list[str]:
     "The keys a config may hold besides trainer argument fields: ours and `fine_tune`'s."
-    skip = ("model", "train_dataset", "loss", "evaluator", "has_eval")
+    skip = ("model", "train_dataset", "loss", "evaluator", "has_eval", "output_dir") # run_dir here
     named = [p for f in (fine_tune, training_arguments) for p,
              v in inspect.signature(f).parameters.items()
              if v.kind is v.POSITIONAL_OR_KEYWORD and p not in skip]
@@ -148,34 +150,31 @@ def _known_keys() -> list[str]:
 
 # %% ../nbs/04b_advanced_training.ipynb #a143c3a2
 def _read_config(config: str|Path|dict) -> tuple[dict, str]:
-    "The config as a dict and its name for errors; a `ConfigError` for a missing or non-YAML file."
+    "The config as a dict and its name for errors; `config.read_yaml` reads a file."
     if isinstance(config, dict): return dict(config), "config"
-    path = Path(config)
-    if not path.is_file(): raise ConfigError(f"{path}: no such config file.")
-    try: cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())}).") from None
+    cfg = read_yaml(config)
     if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: must be a YAML mapping of options (key: value), not "
+        raise ConfigError(f"{config}: must be a YAML mapping of options (key: value), not "
                           f"{type(cfg).__name__}.")
-    return cfg, str(path)
+    return cfg, str(config)
 
 # %% ../nbs/04b_advanced_training.ipynb #6704714c
-def _check_config(cfg: dict, source: str):
-    "Every required key present, every key known (a typo is named, with the closest known key)."
-    if missing := [k for k in ("base", "loss", "train_data", "output_dir") if k not in cfg]:
-        raise ConfigError(f"{source}: lacks {missing}; it needs base, loss, train_data and "
-                          "output_dir.")
+def _check_config(cfg: dict, where: str): # `where`: the file, or "config"
+    "Every required key present, every key known (an old key or a typo is named, with its fix)."
+    refuse_renamed_keys(cfg, where) # before the trainer's fields: `output_dir` is one of them
+    if missing := [k for k in _REQUIRED_KEYS if k not in cfg]:
+        raise ConfigError(f"{where}: lacks {missing}; it needs base_model, loss, source and "
+                          "run_dir.")
     known = _known_keys()
     fields = {f.name for f in dataclasses.fields(CrossEncoderTrainingArguments)}
     if unknown := [k for k in cfg if k not in known and k not in fields]:
         close = difflib.get_close_matches(str(unknown[0]), known + sorted(fields), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"{source}: unknown key {unknown[0]!r}{hint}. Known keys: "
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}{hint}. Known keys: "
                           f"{', '.join(known)}, and any "
                           "CrossEncoderTrainingArguments field.")
-    if not isinstance(cfg["train_data"], (str, Path)) or not Path(cfg["train_data"]).exists():
-        raise ConfigError(f"{source}: train_data {str(cfg['train_data'])!r} does not exist.")
+    if not isinstance(cfg["source"], (str, Path)) or not Path(cfg["source"]).exists():
+        raise ConfigError(f"{where}: source {str(cfg['source'])!r} does not exist.")
 
 # %% ../nbs/04b_advanced_training.ipynb #30a84820
 def train_from_config(config: str|Path|dict, # a YAML file, or its content as a dict
@@ -183,15 +182,15 @@ def train_from_config(config: str|Path|dict, # a YAML file, or its content as a 
                       trust_remote_code: bool=False,
                      ) -> CrossEncoder: # the trained model
     "`fine_tune` with the base model, the loss, the data and every option read from a config."
-    cfg, source = _read_config(config)
-    _check_config(cfg, source)
+    cfg, where = _read_config(config)
+    _check_config(cfg, where)
     if cfg.get("trust_remote_code") and not trust_remote_code:
-        raise ConfigError(f"{source}: trust_remote_code: true would run the Python code that comes "
+        raise ConfigError(f"{where}: trust_remote_code: true would run the Python code that comes "
                           "with the model, and a shared config file alone cannot ask for that. If you "
                           "trust that code, add --trust-remote-code to the command line "
                           "(train_from_config(..., trust_remote_code=True)).")
-    rows = _training_rows(cfg.pop("train_data"))
-    base, loss_cfg = cfg.pop("base"), cfg.pop("loss")
+    rows = _training_rows(cfg.pop("source"))
+    base, loss_cfg = cfg.pop("base_model"), cfg.pop("loss")
     model = load_reranker(base, loss=loss_cfg, **{k: cfg.pop(k) for k in _MODEL_KEYS if k in cfg})
     loss = make_loss(loss_cfg, model, rows, **cfg.pop("loss_options", {}))
-    return fine_tune(model, rows, loss, cfg.pop("output_dir"), **cfg)
+    return fine_tune(model, rows, loss, cfg.pop("run_dir"), **cfg)

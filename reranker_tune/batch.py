@@ -16,6 +16,7 @@ from .core import (detect_device, hub_is_offline, say, check_run_name, ModelNotF
                                 remove_own_folder, is_finished_run, folder_mark)
 from .evaluation import RETRIEVER, CROSS_ENCODER, FUSION
 from .pipeline import run_pipeline, JobConfig
+from .config import read_yaml
 
 # %% auto #0
 __all__ = ['KERNEL_LOG', 'pipeline_parameters', 'coerce_parameters', 'parse_param', 'run_name', 'expand_sweep', 'load_sweep',
@@ -147,12 +148,8 @@ def expand_sweep(spec: dict, # the sweep file's content: `base`, `grid`, `runs`,
 # %% ../nbs/07_batch.ipynb #d812a052
 def load_sweep(path: str|Path, # a sweep YAML file
               ) -> tuple[dict[str, dict], str]: # (run name -> parameters, runs_dir)
-    "Read a sweep file: its configurations, named, and the folder its runs go to."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such sweep file")
-    try: spec = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid YAML ({e})".replace("\n", " ")) from None
+    "Read a sweep file (`config.read_yaml`): its configurations, named, and their runs folder."
+    spec = read_yaml(path, "sweep")
     configs = expand_sweep(spec, str(path))
     return configs, str(spec.get("runs_dir") or "runs")
 

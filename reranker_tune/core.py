@@ -13,11 +13,11 @@ except ImportError: fcntl = None
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'OFFLINE_MODELS', 'HUB_IDS', 'RUN_NAME', 'FOLDER_MARK', 'FOLDER_KINDS', 'detect_device',
-           'cpu_supports_bf16', 'detect_precision', 'detect_scoring_precision', 'precision_context', 'seed_everything',
-           'hub_is_offline', 'ModelNotFound', 'resolve_model', 'hub_id', 'ConfigError', 'check_run_name', 'folder_path',
-           'folder_mark', 'write_folder_mark', 'remove_own_folder', 'is_finished_run', 'check_output_folder',
-           'replace_folder', 'Terminated', 'staged_folder', 'write_atomically', 'read_json', 'say', 'progress_bars_off',
-           'quiet_libraries', 'library_bars_off']
+           'cpu_supports_bf16', 'detect_precision', 'detect_scoring_precision', 'resolved_precision',
+           'precision_context', 'seed_everything', 'hub_is_offline', 'ModelNotFound', 'resolve_model', 'hub_id',
+           'ConfigError', 'check_run_name', 'folder_path', 'folder_mark', 'write_folder_mark', 'remove_own_folder',
+           'is_finished_run', 'check_output_folder', 'replace_folder', 'Terminated', 'staged_folder',
+           'write_atomically', 'read_json', 'say', 'progress_bars_off', 'quiet_libraries', 'library_bars_off']
 
 # %% ../nbs/00_core.ipynb #cd3a46d8
 def detect_device() -> str: # "cuda", "mps" or "cpu"
@@ -50,6 +50,15 @@ def detect_scoring_precision(device: str|None=None, # a device name; `None` dete
     "The precision a run scores in: its training precision on a GPU, float32 elsewhere."
     device = str(device or detect_device())
     return detect_precision(device) if device.startswith("cuda") else "fp32"
+
+# %% ../nbs/00_core.ipynb #39f90437
+def resolved_precision(precision: str|None, # asked for; None: the device's
+                       device: str|None=None, # a device name; `None` detects it
+                       scoring: bool=False, # the precision it scores in, not trains in
+                      ) -> str: # "bf16", "fp16" or "fp32"
+    "The precision asked for, else the device's (`detect_precision`, `detect_scoring_precision`)."
+    if precision: return precision
+    return detect_scoring_precision(device) if scoring else detect_precision(device)
 
 # %% ../nbs/00_core.ipynb #fd040dbd
 def precision_context(precision: str|None, # "bf16", "fp16", or "fp32"/None for no autocast

@@ -20,7 +20,7 @@ from sentence_transformers.cross_encoder.evaluation import (CrossEncoderClassifi
                                                            CrossEncoderNanoBEIREvaluator)
 from sentence_transformers.cross_encoder.evaluation import nano_beir
 from sentence_transformers.cross_encoder.evaluation.nano_beir import DATASET_NAME_TO_HUMAN_READABLE
-from .core import (resolve_model, detect_device, detect_scoring_precision,
+from .core import (resolve_model, detect_device, resolved_precision,
                                 hub_is_offline, precision_context, read_json, library_bars_off)
 from .data import (DataError, EvalSample, load_source, positives_by_query, shape_of,
                                 eval_samples_from_lists, clip_text)
@@ -227,7 +227,7 @@ def rerank_scores(model: CrossEncoder, # the reranker
                   precision: str|None=None, # "bf16", "fp16", "fp32"; None: from the model's device
                  ) -> list[np.ndarray]: # one score per document, per sample
     "The reranker's raw score for every candidate, one query at a time, as serving scores them."
-    precision = precision or detect_scoring_precision(str(model.device))
+    precision = resolved_precision(precision, str(model.device), scoring=True)
     scores, clip = [], lambda text: clip_text(text, model.max_seq_length or 512) # never tokenise megabytes
     with precision_context(precision, model.device):
         for s in tqdm(eval_set, desc="Scoring queries", disable=not show_progress_bar):

@@ -4,34 +4,30 @@
 
 # %% ../nbs/06_pipeline.ipynb #652fb7da
 from __future__ import annotations
-import dataclasses, hashlib, json, math, platform, random, re, shutil, textwrap, time
+import dataclasses, json, math, platform, random, shutil, textwrap, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd, yaml, torch, datasets
 import sentence_transformers, transformers
 from matplotlib.figure import Figure
-from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['JOB_LOSSES', 'SOURCES', 'NORMALISATION', 'RETRIEVER_SCORES', 'CROSS_ENCODER_SCORES', 'DEV_EVALUATION_SHARE',
-           'DEV_FOLDS', 'DEV_REPEATS', 'JobConfig', 'whole_number', 'number_in', 'query_share', 'position_limit',
-           'model_positions', 'source_summary', 'job_config', 'limit_queries', 'check_relevance_labels',
-           'refuse_shared_queries', 'load_job_data', 'choose_epochs', 'trains_on_lists', 'training_batch_size',
-           'training_pairs', 'ShippingDecision', 'decide_on_dev', 'verdict', 'shipped_rule', 'plot_fusion_curve',
-           'per_query_table', 'shown_path', 'run_readme', 'outside_client_code', 'run_model_card', 'training_rows',
-           'grade_range_of', 'job_eval_set', 'resolved_settings', 'train_cross_encoder', 'choose_on_dev',
-           'compare_on_held_out', 'judge', 'write_run', 'run_pipeline']
+__all__ = ['NORMALISATION', 'RETRIEVER_SCORES', 'CROSS_ENCODER_SCORES', 'DEV_EVALUATION_SHARE', 'DEV_FOLDS', 'DEV_REPEATS',
+           'limit_queries', 'check_relevance_labels', 'refuse_shared_queries', 'load_job_data', 'choose_epochs',
+           'trains_on_lists', 'training_batch_size', 'training_pairs', 'ShippingDecision', 'decide_on_dev', 'verdict',
+           'shipped_rule', 'plot_fusion_curve', 'per_query_table', 'shown_path', 'run_readme', 'outside_client_code',
+           'run_model_card', 'training_rows', 'grade_range_of', 'job_eval_set', 'resolved_settings',
+           'train_cross_encoder', 'choose_on_dev', 'compare_on_held_out', 'judge', 'write_run', 'run_pipeline']
 
 # %% ../nbs/06_pipeline.ipynb #defe908c
-from .core import (seed_everything, detect_device, detect_precision, resolve_model,
-                                detect_scoring_precision, PRECISIONS,
-                                hub_id, ModelNotFound, staged_folder, say, quiet_libraries,
-                                ConfigError, check_output_folder, read_json)
+from .core import (seed_everything, detect_device, resolved_precision, resolve_model,
+                                hub_id, staged_folder, say,
+                                quiet_libraries)
 from .data import (DataError, rows_error, load_source, sample_pairs, to_pairs,
                                 split_by_query,
                                 shape_of, as_candidate_lists, rows_from_lists)
 from .mining import load_embedder, mine_negatives
-from .losses import LOSS_SPECS, loss_spec
+from .losses import loss_spec
 from .training import (load_reranker, fine_tune,
                                     dev_evaluation_steps, write_model_card)
 from .evaluation import (RETRIEVER, CROSS_ENCODER, FUSION, shipped_system,
@@ -41,270 +37,7 @@ from .evaluation import (RETRIEVER, CROSS_ENCODER, FUSION, shipped_system,
                                       paired_comparison, verdict_line, RerankingEvaluator,
                                       comparison_result, count_parameters, save_comparison,
                                       write_eval_set, HELDOUT_FILE)
-
-# %% ../nbs/06_pipeline.ipynb #3f12ed2f
-@dataclass
-class JobConfig:
-    "The main job's parameters and defaults: `run_pipeline`, papermill and sweeps read them here."
-    source: object = None # a file, folder or Hub dataset id (or a DataFrame, Dataset); None: sample
-    column_mapping: dict|None = None # {your column: canonical column}
-    table: str|None = None # SQLite sources: the table to read, when a database has several
-    run_dir: str = "runs/demo" # where results go
-    test_source: object = None # held-out queries from here instead of a split of `source`
-    dev_source: object = None # dev queries from here instead of a split of the training queries
-    max_queries: int|None = None # use only this many queries of `source` (seeded)
-    eval_size: float = 0.2 # share (below 1) or number of queries held out, without `test_source`
-    seed: int = 12 # one seed for split, mining and training
-    embedder: str = "all-MiniLM-L6-v2" # retriever and miner
-    base_model: str = "all-MiniLM-L6-v2" # the cross-encoder's starting point
-    loss: str = "ListNetLoss" # one list per query; or "BinaryCrossEntropyLoss" on pairs
-    dev_size: float = 0.2 # share or number of training queries for early stopping, fusion; 0: none
-    num_negatives: int = 7 # pairs: hard negatives mined per training query
-    random_negatives: int = 2 # pairs: random negatives per training query
-    max_negatives: int|None = None # candidate lists: at most this many given negatives per query
-    grade_range: list|None = None # graded candidate lists: [lowest, highest]; None: from the data
-    epochs: float|None = None # None: `choose_epochs` from the data (early stopping picks the best)
-    batch_size: int|None = None # rows per step; None: 4 lists (listwise loss) or 16 pairs
-    learning_rate: float = 5e-5 # peak learning rate
-    max_length: int = 128 # tokens per (query, document) pair
-    top_k: int = 30 # pairs: retrieved documents reranked per held-out query
-    patience: int|None = 3 # dev evaluations without progress before stopping early
-    device: str|None = None # "cpu", "cuda", "cuda:1", "mps"; None picks the best
-    precision: str|None = None # "bf16", "fp16" (GPUs), "fp32" for both; None: from the device
-
-# %% ../nbs/06_pipeline.ipynb #19012ec2
-def _parsed(name: str, value, kind: str) -> float:
-    "`value` as a number (text like '1e-4' too); a `ConfigError` naming `name` otherwise."
-    if isinstance(value, str):
-        try: value = float(value)
-        except ValueError: pass
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-       or not math.isfinite(value):
-        raise ConfigError(f"{name}={value!r}: {kind} is allowed.")
-    return value
-
-def whole_number(name: str, value, lowest: int, optional: bool=False,
-                 highest: int|None=None) -> int|None:
-    "`value` as an int in [lowest, highest] (or None when `optional`)."
-    kind = (f"a whole number >= {lowest}" + (f" and <= {highest}" if highest is not None else "")
-            + (" or None" if optional else ""))
-    if value is None and optional: return None
-    number = _parsed(name, value, kind)
-    if number != int(number) or number < lowest or (highest is not None and number > highest):
-        raise ConfigError(f"{name}={value!r}: {kind} is allowed.")
-    return int(number)
-
-# %% ../nbs/06_pipeline.ipynb #55b72f28
-def number_in(name: str, value, low: float, high: float|None=None, # the allowed range
-              low_open: bool=True, optional: bool=False) -> float|None:
-    "`value` as a float in (low, high] ([low, high] when not `low_open`), or None when `optional`."
-    kind = (f"a number {'>' if low_open else '>='} {low:g}"
-            + (f" and <= {high:g}" if high is not None else "") + (" or None" if optional else ""))
-    if value is None and optional: return None
-    number = float(_parsed(name, value, kind))
-    if number < low or (low_open and number == low) or (high is not None and number > high):
-        raise ConfigError(f"{name}={value!r}: {kind} is allowed.")
-    return number
-
-# %% ../nbs/06_pipeline.ipynb #2ab6ce1c
-def query_share(name: str, value, zero_allowed: bool=False) -> float|int:
-    "A share of queries in (0, 1), or a whole number of queries >= 1 (or 0 when `zero_allowed`)."
-    kind = ("a share in (0, 1) or a whole number of queries >= 1"
-            + (", or 0 for none" if zero_allowed else ""))
-    number = _parsed(name, value, kind)
-    if number == 0 and zero_allowed: return 0
-    if 0 < number < 1: return float(number)
-    if number >= 1 and number == int(number): return int(number)
-    raise ConfigError(f"{name}={value!r}: {kind} is allowed.")
-
-def _device_checked(device) -> str|None:
-    "None, or a device name torch knows and this machine has."
-    if device is None: return None
-    if not isinstance(device, str) or not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
-        raise ConfigError(f"device={device!r}: 'cpu', 'cuda', 'cuda:<index>', 'mps' or None "
-                          "is allowed.")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r}: this machine has no CUDA device; use 'cpu' or None.")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device='mps': this machine has no Apple GPU; use 'cpu' or None.")
-    return device
-
-def _precision_checked(precision, device) -> str|None:
-    "None, or a precision this device can train and score in."
-    if precision is None: return None
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision={precision!r}: one of {PRECISIONS} or None is allowed.")
-    if precision == "fp16" and not str(device or detect_device()).startswith("cuda"):
-        raise ConfigError("precision='fp16': fp16 needs a CUDA device; use 'bf16', 'fp32' or None.")
-    return precision
-
-# %% ../nbs/06_pipeline.ipynb #79484627
-JOB_LOSSES = [name for name, spec in LOSS_SPECS.items()
-              if name == "BinaryCrossEntropyLoss" or spec.mining_format == "labeled-list"]
-
-def _loss_checked(loss) -> str:
-    "A loss the job can feed: binary cross-entropy on labelled pairs, or a listwise loss on lists."
-    if loss in JOB_LOSSES: return loss
-    why = (f"{loss} is a loss the job cannot feed ({LOSS_SPECS[loss].mining_format}); train "
-           "it with training.fine_tune" if loss in LOSS_SPECS else "unknown loss")
-    raise ConfigError(f"loss={loss!r}: {why}. The job takes one of {', '.join(JOB_LOSSES)}.")
-
-# %% ../nbs/06_pipeline.ipynb #8a6cef89
-# positions start after the padding index in these models
-_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "data2vec-text", "xmod"}
-
-def position_limit(config: dict, # a transformers config, as read from config.json
-                  ) -> int|None: # None when the config does not say
-    "The longest input a model's position embeddings allow (RoBERTa-style: pad_token_id + 1 fewer)."
-    limit = config.get("max_position_embeddings")
-    if not isinstance(limit, int): return None
-    return limit - (config.get("pad_token_id",
-                               1) + 1 if config.get("model_type") in _OFFSET_POSITIONS else 0)
-
-def model_positions(model: str) -> int|None:
-    "`position_limit` of a model's config, when it can be read here; None otherwise."
-    try: folder = Path(resolve_model(model))
-    except ModelNotFound: return None
-    configs = [folder/"config.json"] + sorted(folder.glob("*/config.json"))
-    for path in (p for p in configs if p.is_file()):
-        if (limit := position_limit(read_json(path, ConfigError))) is not None: return limit
-    return None
-
-# %% ../nbs/06_pipeline.ipynb #1f43f145
-def _models_checked(config: JobConfig) -> dict:
-    "The two models resolve here, and `max_length` fits the base model."
-    for name in ("embedder", "base_model"):
-        value = getattr(config, name)
-        if not isinstance(value, (str, Path)) or not str(value).strip():
-            raise ConfigError(f"{name}={value!r}: a model name, Hub id or local folder is allowed.")
-        try: resolve_model(value)
-        except ModelNotFound as error: raise ConfigError(f"{name}={value!r}: {error}") from None
-    positions = model_positions(config.base_model)
-    if positions is not None and config.max_length > positions:
-        raise ConfigError(f"max_length={config.max_length}: at most {positions} is allowed, the "
-                          f"positions of base_model {config.base_model!r}.")
-    return {}
-
-# %% ../nbs/06_pipeline.ipynb #9b260a1a
-def _sources_checked(config: JobConfig) -> dict:
-    "Sources are paths, ids, tables or None; a column mapping maps names to names."
-    for name in ("source", "test_source", "dev_source"):
-        value = getattr(config, name)
-        if not (value is None or isinstance(value, (str, Path, dict, pd.DataFrame,
-                                                    datasets.Dataset))):
-            raise ConfigError(f"{name}: a path, Hub id, DataFrame, Dataset or None is allowed, "
-                              f"got {type(value).__name__}.")
-    mapping = config.column_mapping
-    names = lambda m: all(isinstance(k, str) and isinstance(v, str) for k, v in m.items())
-    if mapping is not None and not (isinstance(mapping, dict) and names(mapping)):
-        raise ConfigError(f"column_mapping={mapping!r}: {{your column: canonical column}} "
-                          "is allowed.")
-    if config.table is not None and not (isinstance(config.table, str) and config.table.strip()):
-        raise ConfigError(f"table={config.table!r}: a table name or None is allowed.")
-    return {}
-
-# %% ../nbs/06_pipeline.ipynb #13120fbb
-def _grade_range_checked(value) -> list|None:
-    "None, or [lowest, highest] whole grades with lowest < highest."
-    if value is None: return None
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ConfigError(f"grade_range={value!r}: [lowest, highest] or None is allowed.")
-    low, high = (whole_number("grade_range", v, -10**6) for v in value)
-    if low >= high: raise ConfigError(f"grade_range={value!r}: lowest must be below highest.")
-    return [low, high]
-
-def _numbers_checked(c: JobConfig) -> dict:
-    "Every numeric parameter parsed and inside its range."
-    numbers = dict(max_queries=whole_number("max_queries", c.max_queries, 2, optional=True),
-                   eval_size=query_share("eval_size", c.eval_size),
-                   seed=whole_number("seed", c.seed, 0, highest=2**32 - 1), # NumPy's range
-                   dev_size=query_share("dev_size", c.dev_size, zero_allowed=True),
-                   num_negatives=whole_number("num_negatives", c.num_negatives, 0),
-                   random_negatives=whole_number("random_negatives", c.random_negatives, 0),
-                   max_negatives=whole_number("max_negatives", c.max_negatives, 1, optional=True),
-                   epochs=number_in("epochs", c.epochs, 0, 1000, optional=True),
-                   batch_size=whole_number("batch_size", c.batch_size, 1, optional=True),
-                   learning_rate=number_in("learning_rate", c.learning_rate, 0, 1),
-                   max_length=whole_number("max_length", c.max_length, 8),
-                   top_k=whole_number("top_k", c.top_k, 1),
-                   patience=whole_number("patience", c.patience, 1, optional=True))
-    if numbers["num_negatives"] + numbers["random_negatives"] == 0:
-        raise ConfigError("num_negatives=0 and random_negatives=0: mined training needs at least "
-                          "one negative.")
-    return numbers
-
-# %% ../nbs/06_pipeline.ipynb #693d5906
-@patch
-def checked(self: JobConfig,
-            run_dir: bool=True, # check `run_dir` too; False: the caller names and checks the folder
-           ) -> JobConfig:
-    "A copy with every parameter parsed and checked; a `ConfigError` names the first wrong one."
-    numbers = _numbers_checked(self)
-    config = dataclasses.replace(self, **numbers, loss=_loss_checked(self.loss),
-                                 device=_device_checked(self.device),
-                                 precision=_precision_checked(self.precision, self.device),
-                                 grade_range=_grade_range_checked(self.grade_range))
-    _sources_checked(config); _models_checked(config)
-    if run_dir: check_output_folder(config.run_dir, "run", "run_dir") # a new folder, or a run of ours
-    return config
-
-# %% ../nbs/06_pipeline.ipynb #d7e73771
-@patch(cls_method=True)
-def from_mapping(cls: JobConfig, values: dict, # a sweep entry, `--param`s or a config.yaml
-                 where: str="the parameters", # named in errors: a file, or "--param"
-                ) -> JobConfig: # not yet checked: call `.checked()`
-    "A `JobConfig` from a mapping; unknown names are refused, a run's `resolved` section skipped."
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where}: a mapping of job parameters is expected, "
-                          f"got {type(values).__name__}.")
-    known = [f.name for f in dataclasses.fields(cls)]
-    if unknown := sorted(set(values) - set(known) - {"resolved"}):
-        raise ConfigError(f"{where}: unknown parameter(s) {unknown}; the job takes {known}.")
-    return cls(**{k: v for k, v in values.items() if k != "resolved"})
-
-# %% ../nbs/06_pipeline.ipynb #17e45258
-@patch(cls_method=True)
-def from_yaml(cls: JobConfig, path: str|Path, # a `config.yaml` written by a run, or your own
-             ) -> JobConfig:
-    "A `JobConfig` from a YAML file, with one-line errors naming the file."
-    path = Path(path)
-    if not path.is_file(): raise ConfigError(f"{path}: no such config file.")
-    try: values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error}).".replace("\n", " ")) from None
-    return cls.from_mapping(values or {}, str(path))
-
-SOURCES = ("source", "test_source", "dev_source") # the parameters that hold data
-
-def source_summary(source) -> str:
-    "An in-memory source as a run records it: its type, rows, columns and a hash, never its rows."
-    table = source.to_pandas() if isinstance(source, datasets.Dataset) else pd.DataFrame(source)
-    digest = hashlib.sha256(table.to_json(orient="split", index=False).encode()).hexdigest()
-    return (f"<in memory: {type(source).__name__}, {len(table)} rows, columns "
-            f"{list(map(str, table.columns))}, sha256 {digest[:12]}>")
-
-@patch
-def as_record(self: JobConfig) -> dict:
-    "The parameters as plain YAML values; an in-memory source is recorded by `source_summary`."
-    def plain(name, v):
-        if isinstance(v, Path): return str(v)
-        if isinstance(v, tuple): return list(v)
-        if name in SOURCES and v is not None and not isinstance(v, str): return source_summary(v)
-        return v if v is None or isinstance(v, (str, int, float, bool, list, dict)) else repr(v)
-    return {f.name: plain(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-# %% ../nbs/06_pipeline.ipynb #d5899a17
-def job_config(config: JobConfig|dict|str|Path|None=None, # a JobConfig, a mapping, or a config.yaml
-               **overrides, # any `JobConfig` field, e.g. run_dir="runs/quick"
-              ) -> JobConfig: # checked
-    "The job's checked configuration: `config` (defaults when None) with `overrides` applied."
-    if isinstance(config, (str, Path)): config = JobConfig.from_yaml(config)
-    elif isinstance(config, dict): config = JobConfig.from_mapping(config)
-    elif config is not None and not isinstance(config, JobConfig):
-        raise ConfigError(f"config: a JobConfig, a mapping or a YAML path is allowed, "
-                          f"got {type(config).__name__}.")
-    JobConfig.from_mapping(overrides, "run_pipeline's keywords") # refuses unknown names
-    return dataclasses.replace(config or JobConfig(), **overrides).checked()
+from .config import JobConfig, job_config
 
 # %% ../nbs/06_pipeline.ipynb #7173aa7a
 def limit_queries(ds: datasets.Dataset, # rows with a `query` column
@@ -685,8 +418,8 @@ def _versions() -> dict:
 def resolved_settings(config: JobConfig, job: dict) -> dict:
     "What the job resolved from the parameters and the machine: config.yaml's `resolved` section."
     device = config.device or detect_device()
-    precision = config.precision or detect_precision(device)
-    scoring = config.precision or detect_scoring_precision(device)
+    precision = resolved_precision(config.precision, device)
+    scoring = resolved_precision(config.precision, device, scoring=True)
     return {"device": device, "precision": precision, "scoring_precision": scoring,
             "shape": job["shape"], "batch_size": training_batch_size(config.loss, config.batch_size),
             "grade_range": grade_range_of(job, config.grade_range),

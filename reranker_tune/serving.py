@@ -18,8 +18,8 @@ from fastcore.basics import patch
 from .core import precision_context
 from .data import has_visible_text, clip_text
 from .mining import load_embedder
-from .pipeline import (position_limit, NORMALISATION, RETRIEVER_SCORES,
-                                    CROSS_ENCODER_SCORES)
+from .config import position_limit
+from .pipeline import NORMALISATION, RETRIEVER_SCORES, CROSS_ENCODER_SCORES
 from .evaluation import (rerank_scores, per_query_metrics, fuse_scores, shipped_system,
                                       RETRIEVER, CROSS_ENCODER, FUSION, read_eval_set)
 

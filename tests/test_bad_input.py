@@ -78,7 +78,7 @@ def test_hub_id_fails_fast_when_offline(monkeypatch):
 
 # --- the job's parameters and data: refused before anything is written, the previous finished run kept ------------
 
-from reranker_tune.pipeline import ConfigError
+from reranker_tune.config import ConfigError
 from reranker_tune.data import sample_pairs
 
 @pytest.fixture(scope="module")
@@ -109,6 +109,7 @@ PARAMETERS = {
     "a loss the job cannot feed (MNRL)": ({"loss": "MultipleNegativesRankingLoss"}, "a loss the job cannot feed"),
     "a loss the job cannot feed (CE)": ({"loss": "CrossEntropyLoss"}, "a loss the job cannot feed"),
     "unknown parameter": ({"epoch": 2}, "unknown parameter(s) ['epoch']"),
+    "an old name (train --config's)": ({"base": "x"}, "'base' is now called 'base_model'"),
 }
 
 @pytest.mark.parametrize("case", list(PARAMETERS))

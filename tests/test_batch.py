@@ -318,7 +318,8 @@ def test_leaderboard_over_a_broken_config_is_one_line_naming_it(tmp_path, capsys
     ("base: {epochs: 1}\nruns: []\n", "empty sweep: `runs` is an empty list"),
     ("grid: {epochs: []}\n", "empty sweep: grid parameter(s) ['epochs'] have no values"),
     ("- epochs: 1\n", "a sweep is a mapping with keys"), ("just text\n", "a sweep is a mapping with keys"),
-    ("grid: [1, 2]\n", "`grid` must be a mapping"), ("base: {epochs: [1,\n", "not valid YAML (")])
+    ("grid: [1, 2]\n", "`grid` must be a mapping"), ("base: {epochs: [1,\n", "not valid YAML ("),
+    ("base: {output_dir: runs/x}\n", "'output_dir' is now called 'run_dir'")])
 def test_a_sweep_that_runs_nothing_is_refused_naming_the_file(tmp_path, capsys, content, message):
     sweep = tmp_path/"sweep.yaml"; sweep.write_text(content)
     assert main(["sweep", str(sweep), "--runs-dir", str(tmp_path/"runs")]) == 2
@@ -401,8 +402,8 @@ def test_rerank_command_on_a_folder_without_a_model_is_one_line(tmp_path, capsys
 def test_train_with_a_bad_config_is_one_line_naming_the_file(tmp_path, capsys):
     "`reranker-tune train --config FILE` goes to advanced_training.train_from_config; a bad file: status 2, one line."
     path = tmp_path/"run.yaml"
-    path.write_text(yaml.safe_dump({"base": "all-MiniLM-L6-v2", "loss": "BinaryCrossEntropyLoss",
-                                    "train_data": str(tmp_path/"nope.jsonl"), "output_dir": str(tmp_path/"model")}))
+    path.write_text(yaml.safe_dump({"base_model": "all-MiniLM-L6-v2", "loss": "BinaryCrossEntropyLoss",
+                                    "source": str(tmp_path/"nope.jsonl"), "run_dir": str(tmp_path/"model")}))
     assert main(["train", "--config", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("reranker-tune: error: ") and str(path) in err[0], err

@@ -120,8 +120,8 @@ def test_train_config_cannot_save_over_a_user_folder(user_files, tiny_bert, caps
     from reranker_tune.batch import main
     (user_files/"train.csv").write_text("query,document,label\nq,a,1\nq,b,0\n")
     config = user_files/"train.yaml"
-    config.write_text(yaml.safe_dump({"base": tiny_bert, "loss": "BinaryCrossEntropyLoss",
-                                      "train_data": str(user_files/"train.csv"), "output_dir": str(user_files/"out"),
+    config.write_text(yaml.safe_dump({"base_model": tiny_bert, "loss": "BinaryCrossEntropyLoss",
+                                      "source": str(user_files/"train.csv"), "run_dir": str(user_files/"out"),
                                       "save_to": str(user_files/"notes"), "device": "cpu"}))
     before = snapshot(user_files/"notes")
     assert main(["train", "--config", str(config)]) == 2
@@ -320,8 +320,8 @@ def test_a_yaml_file_alone_cannot_turn_on_remote_code(tmp_path, tiny_bert, capsy
     from reranker_tune.batch import main
     (tmp_path/"train.csv").write_text("query,document,label\nq,a,1\nq,b,0\n")
     config = tmp_path/"train.yaml"
-    config.write_text(yaml.safe_dump({"base": tiny_bert, "loss": "BinaryCrossEntropyLoss", "trust_remote_code": True,
-                                      "train_data": str(tmp_path/"train.csv"), "output_dir": str(tmp_path/"out")}))
+    config.write_text(yaml.safe_dump({"base_model": tiny_bert, "loss": "BinaryCrossEntropyLoss", "trust_remote_code": True,
+                                      "source": str(tmp_path/"train.csv"), "run_dir": str(tmp_path/"out")}))
     assert main(["train", "--config", str(config)]) == 2
     assert "add --trust-remote-code to the command line" in capsys.readouterr().err
     seen = {}

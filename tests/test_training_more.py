@@ -62,8 +62,8 @@ def test_an_interrupted_run_leaves_no_model_folder(tiny_bert, tmp_path):
 
 def write_config(folder: Path, tiny_bert: str, **extra) -> Path:
     labelled_rows().to_json(str(folder/"rows.jsonl"))
-    cfg = {"base": tiny_bert, "loss": "BinaryCrossEntropyLoss", "train_data": str(folder/"rows.jsonl"), "device": "cpu",
-           "output_dir": str(folder/"ck"), "save_to": str(folder/"model"), "epochs": 1, "batch_size": 4,
+    cfg = {"base_model": tiny_bert, "loss": "BinaryCrossEntropyLoss", "source": str(folder/"rows.jsonl"), "device": "cpu",
+           "run_dir": str(folder/"ck"), "save_to": str(folder/"model"), "epochs": 1, "batch_size": 4,
            "precision": "fp32", "disable_tqdm": True, **extra}
     (folder/"run.yaml").write_text(yaml.safe_dump(cfg))
     return folder/"run.yaml"
@@ -71,8 +71,8 @@ def write_config(folder: Path, tiny_bert: str, **extra) -> Path:
 def test_a_config_file_trains(tiny_bert, tmp_path):
     train_from_config(write_config(tmp_path, tiny_bert))
     assert (tmp_path/"model"/"model.safetensors").exists()
-    with pytest.raises(ValueError, match="lacks \\['train_data'\\]"):
-        train_from_config({"base": tiny_bert, "loss": "BinaryCrossEntropyLoss", "output_dir": str(tmp_path)})
+    with pytest.raises(ValueError, match="lacks \\['source'\\]"):
+        train_from_config({"base_model": tiny_bert, "loss": "BinaryCrossEntropyLoss", "run_dir": str(tmp_path)})
 
 def test_two_processes_train_and_one_saves(tiny_bert, tmp_path):
     config = write_config(tmp_path, tiny_bert, ddp_backend="gloo")
