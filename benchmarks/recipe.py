@@ -15,7 +15,7 @@ most 10 negatives each, its dev split for selection and its clean test split), t
   guard (the best weight on dev, shipped whatever the size of its gain) would have shipped, scored the same way;
 - for the MedQuAD run, LiveQA-Med's 30 graded questions served by `Reranker(run_dir)`.
 
-Writes benchmarks/results/recipe_cpu.json (one record per data set, with the machine and the minutes). Run it with
+Writes benchmarks/results/recipe_cpu.json (one record per data set and lever, each with its machine and minutes). Run it with
 nothing else running: the minutes are part of the result.
 """
 import argparse, json, os, platform, time
@@ -105,10 +105,11 @@ def main(only: list[str], runs: Path, out: Path, lever: str, changes: dict, rere
         if reread: # the record again from the finished run, its minutes kept
             before = next(r for r in records if (r["data"], r["lever"]) == (name, lever))
             record = read_run(runs/lever/name, name, lever, DATA_SETS[name], before["changes"], before["minutes"])
-        else: record = measure(name, DATA_SETS[name], runs, lever, changes)
+            record["cpu"] = before.get("cpu", _cpu()) # where it was trained
+        else: record = measure(name, DATA_SETS[name], runs, lever, changes) | {"cpu": _cpu()}
         records = [r for r in records if (r["data"], r["lever"]) != (name, lever)] + [record]
         records.sort(key=lambda r: (list(DATA_SETS).index(r["data"]), r["lever"] != "default", r["lever"]))
-        out.write_text(json.dumps({"cpu": _cpu(), "cores": os.cpu_count(), "records": records}, indent=1) + "\n")
+        out.write_text(json.dumps({"cores": os.cpu_count(), "records": records}, indent=1) + "\n")
         print(json.dumps(record["test"], indent=1))
 
 if __name__ == "__main__":

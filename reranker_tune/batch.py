@@ -449,9 +449,7 @@ def _load_metrics(folder: Path) -> dict:
 def _run_parameters(folder: Path) -> dict:
     "The `run_pipeline` parameters a run folder's config.yaml records."
     path = folder/"config.yaml"
-    try: config = yaml.safe_load(path.read_text()) if path.is_file() else {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})".replace("\n", " ")) from None
+    config = read_yaml(path) if path.is_file() else {} # the config stage's one reader
     if not isinstance(config, dict):
         raise ValueError(f"{path}: expected a mapping of parameters, got {type(config).__name__}")
     return {k: config.get(k) for k in pipeline_parameters() if k in config}
@@ -642,7 +640,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="fine-tune from a YAML config (also under torchrun)")
     train.add_argument("--config", required=True,
-                       help="the YAML file: base, loss, train_data, output_dir, options")
+                       help="the YAML file: base_model, loss, source, run_dir, options")
     train.add_argument("--trust-remote-code", action="store_true",
                        help="let the config's trust_remote_code: true run the model's own code")
     run = commands.add_parser("run", help="execute the pipeline notebook once into runs/<name>/")
