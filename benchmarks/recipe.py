@@ -18,12 +18,13 @@ most 10 negatives each, its dev split for selection and its clean test split), t
 Writes benchmarks/results/recipe_cpu.json (one record per data set and lever, each with its machine and minutes). Run it with
 nothing else running: the minutes are part of the result.
 """
-import argparse, json, os, platform, time
+import argparse, json, os, time
 from pathlib import Path
 import pandas as pd
 import yaml
 from sentence_transformers import CrossEncoder, SentenceTransformer
 from reranker_tune.core import resolve_model, quiet_libraries
+from machine import cpu_summary # benchmarks/machine.py
 from reranker_tune.evaluation import (RETRIEVER, CROSS_ENCODER, best_weight, eval_set_from_candidate_lists,
                                       fuse_scores, paired_comparison, per_query_metrics, read_eval_set,
                                       rerank_scores, shipped_system)
@@ -38,13 +39,6 @@ DATA_SETS = {
     "trecqa": {"source": ROOT/"runs"/"data"/"trecqa"/"train.jsonl.gz", "dev_source": SHARED/"trecqa"/"dev.jsonl",
                "test_source": SHARED/"trecqa"/"test.jsonl", "max_negatives": 10},
 }
-
-def _cpu() -> str:
-    "The CPU's model name and the number formats it has, as this machine reports them."
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    name = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), platform.processor())
-    flags = next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), [])
-    return f"{name} ({', '.join(f for f in ('avx512_bf16', 'amx_bf16') if f in flags) or 'no bf16 instructions'})"
 
 def _paired(ours, theirs) -> dict:
     p = paired_comparison(ours, theirs, seed=12)
@@ -105,8 +99,8 @@ def main(only: list[str], runs: Path, out: Path, lever: str, changes: dict, rere
         if reread: # the record again from the finished run, its minutes kept
             before = next(r for r in records if (r["data"], r["lever"]) == (name, lever))
             record = read_run(runs/lever/name, name, lever, DATA_SETS[name], before["changes"], before["minutes"])
-            record["cpu"] = before.get("cpu", _cpu()) # where it was trained
-        else: record = measure(name, DATA_SETS[name], runs, lever, changes) | {"cpu": _cpu()}
+            record["cpu"] = before.get("cpu", cpu_summary()) # where it was trained
+        else: record = measure(name, DATA_SETS[name], runs, lever, changes) | {"cpu": cpu_summary()}
         records = [r for r in records if (r["data"], r["lever"]) != (name, lever)] + [record]
         records.sort(key=lambda r: (list(DATA_SETS).index(r["data"]), r["lever"] != "default", r["lever"]))
         out.write_text(json.dumps({"cores": os.cpu_count(), "records": records}, indent=1) + "\n")

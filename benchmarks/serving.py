@@ -24,6 +24,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false"); os.environ.setdefault(
 import numpy as np, torch, transformers, sentence_transformers
 import reranker_tune
 from reranker_tune.core import cpu_supports_bf16
+from machine import cpu_model, bf16_flags # benchmarks/machine.py
 from reranker_tune.evaluation import per_query_metrics, read_eval_set, HELDOUT_FILE, FUSION
 from reranker_tune.serving import Reranker, SHIPPED_FILE
 
@@ -33,12 +34,9 @@ BACKENDS = {"torch fp32": dict(precision="fp32"), "torch bf16": dict(precision="
             "onnx fp32": dict(onnx="fp32"), "onnx int8": dict(onnx="int8")}
 
 def cpu() -> dict:
-    "The CPU's model name, cores, torch's threads and whether it has bfloat16 instructions."
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    name = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")),
-                platform.processor())
-    return {"model": name, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "bf16_instructions": cpu_supports_bf16()}
+    "The CPU's model, cores, torch's threads and whether torch finds bfloat16 instructions."
+    return {"model": cpu_model(), "bf16_flags": bf16_flags(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "bf16_instructions": cpu_supports_bf16()}
 
 def versions() -> dict:
     import fastapi, uvicorn, onnxruntime

@@ -34,7 +34,7 @@ Held-out and dev scoring run under bf16 autocast for every row on a CPU with bf1
 one scorer for all rows, so the comparison is of training only, and 6,000 pairs per row cost 3 minutes instead of 5.
 """
 from __future__ import annotations
-import os, sys, json, math, time, random, shutil, hashlib, argparse, platform, resource, statistics, subprocess, tempfile
+import os, sys, json, math, time, random, shutil, hashlib, argparse, resource, statistics, subprocess, tempfile
 from collections.abc import Mapping # the tokenizer's BatchEncoding is a Mapping, not a dict
 from pathlib import Path
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -43,6 +43,7 @@ from transformers import TrainerCallback
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 from reranker_tune.core import detect_device, detect_precision
+from machine import BF16_FLAGS, cpuinfo, cpu_model # benchmarks/machine.py
 from reranker_tune.data import load_source
 from reranker_tune.mining import load_embedder, mine_negatives
 from reranker_tune.training import load_reranker, fine_tune
@@ -63,19 +64,14 @@ SMOKE = dict(train_pairs=48, eval_queries=10, dev_queries=5, top_k=10, dev_top_k
 def cpu_bf16_flags() -> dict:
     "Which bf16 instructions this CPU has (from /proc/cpuinfo), and whether oneDNN can use bf16."
     flags = set((cpuinfo("flags") or "").split())
-    found = {f: f in flags for f in ("avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni")}
+    found = {f: f in flags for f in (*BF16_FLAGS, "amx_tile", "avx512_vnni")}
     try: found["onednn_bf16"] = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError): found["onednn_bf16"] = None
     return found
 
-def cpuinfo(key: str) -> str|None:
-    "The first value of `key` in /proc/cpuinfo (None elsewhere)."
-    try: return next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.split(":")[0].strip() == key), None)
-    except OSError: return None
-
 def device_info(device: str) -> dict:
     "The machine, as the JSON names it: CPU model, cores, threads, torch version, bf16 support; the GPU if any."
-    model = f"{cpuinfo('model name') or platform.processor()} (family {cpuinfo('cpu family')}, model {cpuinfo('model')})"
+    model = cpu_model()
     info = {"device": device, "cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "torch": torch.__version__,
             "transformers": transformers.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
