@@ -31,7 +31,8 @@ MODEL_FOLDER = "model" # the fine-tuned cross-encoder, saved by `training.save_m
 SHIPPED_FILE = "shipped.json" # a run's ranking rule, beside its model/ folder
 METRICS_FILE = "metrics.json" # the verdict, dev and held-out scores, timings
 CONFIG_FILE = "config.yaml" # the job's parameters and what it resolved from them
-README_FILE = "README.md" # the run's model card: what was trained, the verdict, how to serve
+README_FILE = "README.md" # what was trained, the held-out table, the verdict, how to serve
+# (the model card, with the same verdict, is model/README.md: `training.write_model_card`)
 
 # %% ../nbs/05c_run_folder.ipynb #4c76c004
 # folders still being written or set aside, as `core.staged_folder` names them
