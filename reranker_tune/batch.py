@@ -17,6 +17,7 @@ from .core import (detect_device, hub_is_offline, say, check_run_name, ModelNotF
 from .evaluation import RETRIEVER, CROSS_ENCODER, FUSION
 from .pipeline import run_pipeline, JobConfig
 from .config import read_yaml
+from .run_folder import RunFolder, run_folders
 
 # %% auto #0
 __all__ = ['KERNEL_LOG', 'pipeline_parameters', 'coerce_parameters', 'parse_param', 'run_name', 'expand_sweep', 'load_sweep',
@@ -237,7 +238,8 @@ def is_finished(folder: str|Path, # a run folder
                ) -> bool:
     "Whether `folder` holds a finished run of exactly `params`."
     folder = Path(folder)
-    if not (folder/"metrics.json").is_file() or not (folder/"batch.json").is_file(): return False
+    if not RunFolder(folder).metrics_path.is_file() or not (folder/"batch.json").is_file():
+        return False
     return json.loads((folder/"batch.json").read_text()).get("parameters") == _plain(params)
 
 # %% ../nbs/07_batch.ipynb #a21ab677
@@ -278,17 +280,17 @@ def _execute(notebook, # from `pipeline_notebook`
         papermill.execute_notebook(notebook, str(output), parameters=parameters,
                                    kernel_name="python3", progress_bar=False, log_output=log_output,
                                    kernel_manager_class=_kernel_logging_to(output.parent/KERNEL_LOG))
-    if not (run_dir/"metrics.json").is_file():
-        raise RuntimeError(f"{output.name} ran without error but wrote no {run_dir/'metrics.json'}")
+    if not (metrics := RunFolder(run_dir).metrics_path).is_file():
+        raise RuntimeError(f"{output.name} ran without error but wrote no {metrics}")
 
 # %% ../nbs/07_batch.ipynb #0e66e374
 def _staging(folder: Path) -> Path:
     "The hidden sibling a run's notebook and running record live in until it has finished."
-    return folder.with_name(f".{folder.name}.running")
+    return RunFolder(folder).running_path
 
 def _failed(folder: Path) -> Path:
     "Where a run's last failed attempt is kept for reading: a name that never passes for a run."
-    return folder.with_name(f"{folder.name}.failed")
+    return RunFolder(folder).failed_path
 
 def _fresh_folder(folder: Path) -> Path:
     "`folder`, emptied (or created) and marked as the batch's; somebody else's folder is refused."
@@ -436,22 +438,9 @@ def _report(statuses: dict[str, str], # from `run_sweep`
     return 1 if failed else 0
 
 # %% ../nbs/07_batch.ipynb #6a64331e
-def _load_metrics(folder: Path) -> dict:
-    "A run folder's metrics.json, or a one-line error naming the file."
-    path = folder/"metrics.json"
-    try: metrics = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e}); re-run it or move it away") from None
-    if not isinstance(metrics, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(metrics).__name__}")
-    return metrics
-
 def _run_parameters(folder: Path) -> dict:
     "The `run_pipeline` parameters a run folder's config.yaml records."
-    path = folder/"config.yaml"
-    config = read_yaml(path) if path.is_file() else {} # the config stage's one reader
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}: expected a mapping of parameters, got {type(config).__name__}")
+    config = RunFolder(folder).read_config() # the config stage's one reader, through run_folder
     return {k: config.get(k) for k in pipeline_parameters() if k in config}
 
 # %% ../nbs/07_batch.ipynb #081793f9
@@ -481,7 +470,7 @@ def read_run(folder: str|Path, # a finished run folder
              metric: str="ndcg@10", # the test score shown beside the dev one
             ) -> dict: # one leaderboard row
     "Shipped system's dev NDCG@10, test `metric` beside the retriever's, the gain and its interval."
-    folder = Path(folder); metrics = _load_metrics(folder); path = folder/"metrics.json"
+    run = RunFolder(folder); metrics, path, folder = run.read_metrics(), run.metrics_path, run.path
     shipped, row, retriever = _shipped_rows(metrics, path, metric)
     dev, dev_queries = _dev_score(metrics, path, shipped)
     alone, alone_dev = metrics.get(CROSS_ENCODER) or {}, _dev_score(metrics, path, CROSS_ENCODER)[0]
@@ -498,16 +487,11 @@ def read_run(folder: str|Path, # a finished run folder
             alone.get(metric, np.nan)} # the fine-tuned model alone, whatever was shipped
 
 # %% ../nbs/07_batch.ipynb #5eae6705
-def _run_folders(runs_dir: str|Path) -> list[Path]:
-    "Folders in `runs_dir` with a metrics.json, by name; not hidden (staging) ones or failures."
-    found = (p.parent for p in Path(runs_dir).glob("*/metrics.json"))
-    return sorted(f for f in found if not f.name.startswith(".") and not f.name.endswith(".failed"))
-
 def leaderboard(runs_dir: str|Path, # a folder of run folders
                 metric: str="ndcg@10", # the test score shown beside dev NDCG@10
                ) -> pd.DataFrame: # one row per finished run, best on dev first
     "A row per run in `runs_dir`, best dev NDCG@10 first (no dev: last), with varying parameters."
-    folders = _run_folders(runs_dir)
+    folders = run_folders(runs_dir) # not staging, running or failed ones
     if not folders: raise FileNotFoundError(f"{runs_dir}: no run folder with a metrics.json")
     table = pd.DataFrame([read_run(f, metric) for f in folders]).set_index("run")
     params = [_run_parameters(f) for f in folders]

@@ -12,12 +12,13 @@ try: import fcntl # advisory file locks (Linux, macOS)
 except ImportError: fcntl = None
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'OFFLINE_MODELS', 'HUB_IDS', 'RUN_NAME', 'FOLDER_MARK', 'FOLDER_KINDS', 'detect_device',
-           'cpu_supports_bf16', 'detect_precision', 'detect_scoring_precision', 'resolved_precision',
+__all__ = ['PRECISIONS', 'OFFLINE_MODELS', 'HUB_IDS', 'RUN_NAME', 'FOLDER_MARK', 'FOLDER_KINDS', 'STAGING_TAG', 'SET_ASIDE_TAG',
+           'detect_device', 'cpu_supports_bf16', 'detect_precision', 'detect_scoring_precision', 'resolved_precision',
            'precision_context', 'seed_everything', 'hub_is_offline', 'ModelNotFound', 'resolve_model', 'hub_id',
            'ConfigError', 'check_run_name', 'folder_path', 'folder_mark', 'write_folder_mark', 'remove_own_folder',
-           'is_finished_run', 'check_output_folder', 'replace_folder', 'Terminated', 'staged_folder',
-           'write_atomically', 'read_json', 'say', 'progress_bars_off', 'quiet_libraries', 'library_bars_off']
+           'is_finished_run', 'check_output_folder', 'staging_prefix', 'set_aside_prefix', 'replace_folder',
+           'Terminated', 'staged_folder', 'write_atomically', 'read_json', 'say', 'progress_bars_off',
+           'quiet_libraries', 'library_bars_off']
 
 # %% ../nbs/00_core.ipynb #cd3a46d8
 def detect_device() -> str: # "cuda", "mps" or "cpu"
@@ -223,10 +224,16 @@ def check_output_folder(path, # the folder asked for: run_dir, save_to ...
     return final
 
 # %% ../nbs/00_core.ipynb #343b34c1
+# `.name.partial-*`: a folder being written; `.name.old-*`: the finished one it replaces, set aside
+STAGING_TAG, SET_ASIDE_TAG = "partial", "old"
+
+def staging_prefix(name: str) -> str: return f".{name}.{STAGING_TAG}-"
+def set_aside_prefix(name: str) -> str: return f".{name}.{SET_ASIDE_TAG}-"
+
 def _siblings(final: Path, kind: str) -> list[Path]:
     "Marked staging (`.name.partial-*`) and set-aside (`.name.old-*`) folders of `final`."
     name, parent = final.name, final.parent
-    found = [*parent.glob(f".{name}.partial-*"), *parent.glob(f".{name}.old-*")]
+    found = [*parent.glob(f"{staging_prefix(name)}*"), *parent.glob(f"{set_aside_prefix(name)}*")]
     return sorted(p for p in found if p.is_dir() and not p.is_symlink()
                   and ((folder_mark(p) or {}).get("kind") == kind or not any(p.iterdir())))
 
@@ -255,7 +262,8 @@ def _unlock(fd: int|None, final: Path):
 def _clean_leftovers(final: Path, kind: str):
     "With the lock held: put back a finished folder a killed swap left aside, delete other leftovers."
     for path in _siblings(final, kind):
-        if ".old-" in path.name and not final.exists() and (folder_mark(path) or {}).get("finished"):
+        if path.name.startswith(set_aside_prefix(final.name)) and not final.exists() \
+                and (folder_mark(path) or {}).get("finished"):
             path.rename(final)
         else: shutil.rmtree(path, ignore_errors=True)
 
@@ -275,7 +283,8 @@ def replace_folder(staging: Path, # a finished folder beside `final`
     if final.is_dir() and folder_mark(final) is None: # adopted: its notebooks move in, nothing is lost
         for notebook in final.iterdir(): os.replace(notebook, staging/notebook.name)
         final.rmdir()
-    old = final.with_name(f".{final.name}.old-{os.getpid()}") if final.exists() else None
+    old = final.with_name(f"{set_aside_prefix(final.name)}{os.getpid()}") if final.exists() \
+        else None
     if old is not None: final.rename(old)
     staging.rename(final)
     if old is not None: shutil.rmtree(old, ignore_errors=True)
@@ -308,7 +317,7 @@ class staged_folder:
         self.final.parent.mkdir(parents=True, exist_ok=True)
         self.lock = _lock(self.final) if self.locked else None
         _clean_leftovers(self.final, self.kind)
-        prefix = f".{self.final.name}.partial-{os.getpid()}-"
+        prefix = f"{staging_prefix(self.final.name)}{os.getpid()}-"
         self.staging = Path(tempfile.mkdtemp(prefix=prefix, dir=self.final.parent))
         write_folder_mark(self.staging, self.kind, finished=False)
         self.signals = _terminate_as_exception(); self.signals.__enter__()

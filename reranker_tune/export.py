@@ -11,9 +11,9 @@ import numpy as np, pandas as pd, scipy.stats, torch
 from sentence_transformers import CrossEncoder
 from .core import write_atomically
 from .evaluation import rerank_scores, timed_rerank_scores, per_query_metrics
-from .serving import (ONNX_FILE, SHIPPED_FILE, ModelFolderError, OnnxSequenceClassifier,
-                                   require_onnx, check_exportable, check_model_folder, load_model,
-                                   load_shipped_rule)
+from .run_folder import RunFolder, SHIPPED_FILE, ModelFolderError
+from .serving import (ONNX_FILE, OnnxSequenceClassifier, require_onnx,
+                                   check_exportable, check_model_folder, load_model)
 
 # %% auto #0
 __all__ = ['QUANTIZATION_CONFIGS', 'FP32_TOLERANCE', 'INT8_TOLERANCE', 'quantize_onnx', 'export_onnx', 'ParityError',
@@ -28,8 +28,9 @@ QUANTIZATION_CONFIGS = {"avx512_vnni": "QInt8", "avx512": "QInt8", "arm64": "QIn
 def _model_folder_of(path: str|Path) -> Path:
     "The cross-encoder's folder of a run folder (shipped.json's, or model/), or `path` itself."
     path = Path(path).expanduser()
-    if (path/SHIPPED_FILE).is_file(): return path/load_shipped_rule(path)["cross_encoder"]["folder"]
-    return path/"model" if (path/"model").is_dir() and not (path/"config.json").exists() else path
+    run = RunFolder(path)
+    if run.shipped_path.is_file(): return path/run.read_shipped().cross_encoder["folder"]
+    return run.model_path if run.model_path.is_dir() and not (path/"config.json").exists() else path
 
 # %% ../nbs/08b_export.ipynb #077dc25b
 class _Logits(torch.nn.Module):

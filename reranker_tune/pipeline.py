@@ -12,12 +12,12 @@ import sentence_transformers, transformers
 from matplotlib.figure import Figure
 
 # %% auto #0
-__all__ = ['NORMALISATION', 'RETRIEVER_SCORES', 'CROSS_ENCODER_SCORES', 'DEV_EVALUATION_SHARE', 'DEV_FOLDS', 'DEV_REPEATS',
-           'limit_queries', 'check_relevance_labels', 'refuse_shared_queries', 'load_job_data', 'choose_epochs',
-           'trains_on_lists', 'training_batch_size', 'training_pairs', 'ShippingDecision', 'decide_on_dev', 'verdict',
-           'shipped_rule', 'plot_fusion_curve', 'per_query_table', 'shown_path', 'run_readme', 'outside_client_code',
-           'run_model_card', 'training_rows', 'grade_range_of', 'job_eval_set', 'resolved_settings',
-           'train_cross_encoder', 'choose_on_dev', 'compare_on_held_out', 'judge', 'write_run', 'run_pipeline']
+__all__ = ['DEV_EVALUATION_SHARE', 'DEV_FOLDS', 'DEV_REPEATS', 'limit_queries', 'check_relevance_labels', 'refuse_shared_queries',
+           'load_job_data', 'choose_epochs', 'trains_on_lists', 'training_batch_size', 'training_pairs',
+           'ShippingDecision', 'decide_on_dev', 'verdict', 'shipped_rule', 'plot_fusion_curve', 'per_query_table',
+           'shown_path', 'run_readme', 'outside_client_code', 'run_model_card', 'training_rows', 'grade_range_of',
+           'job_eval_set', 'resolved_settings', 'train_cross_encoder', 'choose_on_dev', 'compare_on_held_out', 'judge',
+           'write_run', 'run_pipeline']
 
 # %% ../nbs/06_pipeline.ipynb #defe908c
 from .core import (seed_everything, detect_device, resolved_precision, resolve_model,
@@ -38,6 +38,8 @@ from .evaluation import (RETRIEVER, CROSS_ENCODER, FUSION, shipped_system,
                                       comparison_result, count_parameters, save_comparison,
                                       write_eval_set, HELDOUT_FILE)
 from .config import JobConfig, job_config
+from .run_folder import (RunFolder, ShippedRule, MODEL_FOLDER, NORMALISATION,
+                                      RETRIEVER_SCORES, CROSS_ENCODER_SCORES)
 
 # %% ../nbs/06_pipeline.ipynb #7173aa7a
 def limit_queries(ds: datasets.Dataset, # rows with a `query` column
@@ -222,23 +224,17 @@ def verdict(table: pd.DataFrame, # the held-out comparison, one row per system
     return lines
 
 # %% ../nbs/06_pipeline.ipynb #ebc9ae97
-NORMALISATION = ("z-score per query: (x - mean) / std over one query's candidates (population "
-                 "std; 0 when all scores are equal), then weight * cross-encoder + (1 - weight) * "
-                 "retriever")
-RETRIEVER_SCORES = "cosine similarity of normalised SentenceTransformer embeddings"
-CROSS_ENCODER_SCORES = "raw logits, no activation"
-
 def shipped_rule(decision: ShippingDecision, curve: pd.Series|None, config: JobConfig,
-                 resolved: dict) -> dict: # `resolved_settings`: shape, precision ...
+                 resolved: dict) -> ShippedRule: # `resolved_settings`: shape, precision ...
     "The content of `shipped.json`: how the shipped ranking is made from the two scores."
     by_weight = {} if curve is None else {f"{k:g}": round(float(v), 6) for k, v in curve.items()}
-    return {"format": 1, "shipped": decision.shipped, "fusion_weight": decision.weight,
-            "normalisation": NORMALISATION,
-            "cross_encoder": {"folder": "model", "scores": CROSS_ENCODER_SCORES,
-                              "precision": resolved["scoring_precision"]},
-            "retriever": {"model": str(config.embedder), "scores": RETRIEVER_SCORES},
-            "top_k": config.top_k if resolved["shape"] == "pairs" else None,
-            "dev_ndcg@10_by_weight": by_weight, "reason": decision.reason}
+    return ShippedRule(shipped=decision.shipped, fusion_weight=decision.weight,
+                       normalisation=NORMALISATION,
+                       cross_encoder={"folder": MODEL_FOLDER, "scores": CROSS_ENCODER_SCORES,
+                                      "precision": resolved["scoring_precision"]},
+                       retriever={"model": str(config.embedder), "scores": RETRIEVER_SCORES},
+                       top_k=config.top_k if resolved["shape"] == "pairs" else None,
+                       dev_ndcg_by_weight=by_weight, reason=decision.reason)
 
 # %% ../nbs/06_pipeline.ipynb #ac906e65
 def plot_fusion_curve(curve: pd.Series, # dev NDCG@10 by fusion weight
@@ -461,7 +457,8 @@ def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, r
               if dev_set else None,
               seed=config.seed, epochs=epochs, batch_size=batch,
               learning_rate=config.learning_rate, precision=resolved["precision"],
-              save_to=folder/"model", state_file=folder/"trainer_state.json", save_total_limit=1,
+              save_to=RunFolder(folder).model_path, state_file=folder/"trainer_state.json",
+              save_total_limit=1,
               eval_steps=DEV_EVALUATION_SHARE, # and the last step
               **({} if dev_set else {"save_strategy": "no"}))
     for checkpoint in (folder/"training").glob("checkpoint-*"): # the best one is model/
@@ -535,16 +532,16 @@ def write_run(folder: Path, config: JobConfig, resolved: dict, judged: dict, fac
               timings: dict) -> str: # the run's README.md
     "Everything but the model: config, metrics, the comparison and its plots, the rule, a README."
     decision, curve, result = judged["decision"], judged["curve"], judged["result"]
-    record = {**config.as_record(), "resolved": resolved}
-    (folder/"config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    run = RunFolder(folder)
+    run.write_config({**config.as_record(), "resolved": resolved})
     rule = shipped_rule(decision, curve, config, resolved)
     rows = {row: _plain_row(result["table"].loc[row]) for row in result["table"].index}
     metrics = {"verdict": judged["summary"], "shipped": decision.shipped, "dev": judged["dev"],
                "seconds": timings, "training": facts, "shipped_vs_retriever": judged["paired"],
                "fusion": {"weight": decision.weight,
-                          "dev_ndcg@10_by_weight": rule["dev_ndcg@10_by_weight"]}, **rows}
-    (folder/"metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (folder/"shipped.json").write_text(json.dumps(rule, indent=2) + "\n")
+                          "dev_ndcg@10_by_weight": rule.dev_ndcg_by_weight}, **rows}
+    run.write_metrics(metrics)
+    rule.write(folder)
     write_eval_set(judged["eval_set"], folder/HELDOUT_FILE)
     per_query_table(judged["eval_set"], judged["per_query"]).to_csv(folder/"per_query.csv")
     save_comparison(result, folder)
@@ -552,7 +549,7 @@ def write_run(folder: Path, config: JobConfig, resolved: dict, judged: dict, fac
         plot_fusion_curve(curve, decision).savefig(folder/"plots"/"dev_fusion_curve.png", dpi=120)
     readme = run_readme(Path(config.run_dir).name, config, judged["summary"], result["table"],
                         facts, decision)
-    (folder/"README.md").write_text(readme)
+    run.write_readme(readme)
     return readme
 
 # %% ../nbs/06_pipeline.ipynb #00f6d7e1
@@ -589,7 +586,7 @@ def _run_in(folder: Path, config: JobConfig, job: dict, resolved: dict, start: f
     write_run(folder, config, resolved, judged, facts, timings)
     source = config.as_record()["source"] or "reranker_tune gardening sample"
     name = Path(config.run_dir).name
-    write_model_card(model, folder/"model", config.base_model, dataset_name=source,
+    write_model_card(model, RunFolder(folder).model_path, config.base_model, dataset_name=source,
                      model_name=f"{name} (reranker_tune)",
                      body=run_model_card(name, config, judged, facts))
     print(judged["result"]["table"].round(3).to_markdown())

@@ -17,6 +17,7 @@ import reranker_tune
 from .core import read_json
 from .data import has_visible_text
 from .serving import Reranker, Ranked, MAX_CHARACTERS, load_shipped_rule
+from .run_folder import RunFolder
 from .evaluation import RETRIEVER, CROSS_ENCODER, FUSION
 
 # %% auto #0
@@ -180,7 +181,8 @@ def _versions() -> dict:
 def run_info(reranker: Reranker, limits: dict) -> dict:
     "What `GET /info` says: the run, its rule, its held-out table, the limits, the versions."
     run_dir = reranker.run_dir
-    metrics = read_json(run_dir/"metrics.json") if (run_dir/"metrics.json").is_file() else {}
+    run = RunFolder(run_dir)
+    metrics = read_json(run.metrics_path) if run.metrics_path.is_file() else {}
     held_out = {k: metrics[k] for k in (RETRIEVER, CROSS_ENCODER, FUSION) if k in metrics}
     return {"run": run_dir.name, "shipped": reranker.shipped, "fusion_weight": reranker.weight,
             "retriever": reranker.rule.get("retriever", {}).get("model"),

@@ -19,143 +19,38 @@ from .core import precision_context
 from .data import has_visible_text, clip_text
 from .mining import load_embedder
 from .config import position_limit
-from .pipeline import NORMALISATION, RETRIEVER_SCORES, CROSS_ENCODER_SCORES
+from .run_folder import (ModelFolderError, SHIPPED_FILE, MODEL_FOLDER, RunFolder,
+                                      ShippedRule, is_staging_name, staging_siblings)
 from .evaluation import (rerank_scores, per_query_metrics, fuse_scores, shipped_system,
                                       RETRIEVER, CROSS_ENCODER, FUSION, read_eval_set)
 
 # %% auto #0
-__all__ = ['SHIPPED_FILE', 'MAX_CHARACTERS', 'ONNX_FILE', 'ModelFolderError', 'check_finished_run', 'load_shipped_rule',
-           'check_model_folder', 'load_model', 'cached_model', 'Ranked', 'Reranker', 'rerank', 'served_metrics',
-           'OnnxNotInstalled', 'require_onnx', 'OnnxSequenceClassifier', 'check_exportable']
-
-# %% ../nbs/08_serving.ipynb #fd2f03e2
-class ModelFolderError(ValueError):
-    "A path that is not a finished run or model folder, or whose shipped.json cannot be served."
-
-SHIPPED_FILE = "shipped.json" # a run's ranking rule, beside its model/ folder
-
-def _missing_run(run_dir: Path) -> ModelFolderError:
-    "The error for a run folder without a ranking rule: not there yet, or older than shipped rules."
-    if not run_dir.is_dir():
-        staging = sorted(run_dir.parent.glob(f".{run_dir.name}.partial-*"))
-        hint = (f" {staging[0].name} is there: the run has not finished, or failed." if staging
-                else " Train one first: `make demo` writes runs/demo.")
-        return ModelFolderError(f"{run_dir}: no such run folder.{hint}")
-    alone = (f" Reranker('{run_dir/'model'}') serves its cross-encoder alone."
-             if (run_dir/"model").is_dir() else "")
-    return ModelFolderError(f"{run_dir/SHIPPED_FILE}: no such file, so the run's ranking rule is "
-                            "unknown "
-                            f"(older runs have none).{alone}")
-
-# %% ../nbs/08_serving.ipynb #f267118c
-def _checked_weight(rule: dict, file: Path) -> float:
-    "The cross-encoder's weight: a number in [0, 1] that agrees with `shipped` (None: it alone)."
-    weight, shipped = rule.get("fusion_weight"), rule.get("shipped")
-    if shipped not in (RETRIEVER, CROSS_ENCODER, FUSION):
-        raise ModelFolderError(f"{file}: shipped is {shipped!r}, not one of "
-                               f"{[RETRIEVER, CROSS_ENCODER, FUSION]}.")
-    if weight is None and shipped == CROSS_ENCODER: return 1.0
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
-        raise ModelFolderError(f"{file}: fusion_weight must be a number in [0, 1] (the "
-                               "cross-encoder's "
-                               f"weight), got {weight!r}.")
-    if shipped_system(weight) != shipped:
-        raise ModelFolderError(f"{file}: fusion_weight {weight} serves {shipped_system(weight)!r}, "
-                               f"but shipped says {shipped!r}.")
-    return float(weight)
-
-# %% ../nbs/08_serving.ipynb #c4f42065
-_RULE_KEYS = {"format", "shipped", "fusion_weight", "normalisation", "cross_encoder", "retriever",
-              "top_k", "dev_ndcg@10_by_weight", "reason"}
-
-def _refuse_unknown(part: dict, known: set, file: Path, where: str=""):
-    "A `ModelFolderError` for keys of `part` this reranker_tune does not know."
-    if unknown := sorted(set(part) - known):
-        raise ModelFolderError(f"{file}: unknown key(s) {unknown}{where}; it knows "
-                               f"{sorted(known)}. A newer reranker_tune may have written it.")
-
-def _checked_part(part, name: str, known: set, scores: str, file: Path) -> dict:
-    "One part of the rule (`retriever`, `cross_encoder`): an object of known keys and known scores."
-    if not isinstance(part, dict): raise ModelFolderError(f"{file}: {name} is no object.")
-    _refuse_unknown(part, known, file, f" in {name}")
-    if part.get("scores", scores) != scores:
-        raise ModelFolderError(f"{file}: {name}.scores {part['scores']!r}; this reranker_tune "
-                               f"computes {scores!r}.")
-    return part
-
-def _checked_retriever(retriever: dict, weight: float, file: Path) -> dict:
-    "The retriever part: a model name and the scores it gives, when the rule ranks with it."
-    known = {"model", "scores", "resolved_path"} # resolved_path: runs before names alone
-    retriever = _checked_part(retriever, "retriever", known, RETRIEVER_SCORES, file)
-    if weight < 1 and not isinstance(retriever.get("model"), str):
-        raise ModelFolderError(f"{file}: ranks with the retriever's scores (fusion_weight "
-                               f"{weight}) but names no retriever (retriever.model).")
-    return retriever
-
-# %% ../nbs/08_serving.ipynb #37670836
-def _checked_cross_encoder(part: dict, run_dir: Path, weight: float, file: Path) -> dict:
-    "The cross-encoder part: a folder inside the run, raw logits, a known precision."
-    known = {"folder", "scores", "precision"}
-    part = {"folder": "model", **_checked_part(part, "cross_encoder", known, CROSS_ENCODER_SCORES, file)}
-    folder = part["folder"]
-    served = folder_path(run_dir/folder) if isinstance(folder, str) else None
-    inside = served is not None and not Path(folder).is_absolute() \
-        and served.is_relative_to(run_dir) and served != run_dir
-    if weight > 0 and not inside:
-        raise ModelFolderError(f"{file}: cross_encoder.folder {folder!r} is not a folder inside "
-                               f"the run; a run serves its own model (e.g. 'model').")
-    if part.get("precision") not in (None, *PRECISIONS):
-        raise ModelFolderError(f"{file}: cross_encoder.precision {part['precision']!r}; one of "
-                               f"{PRECISIONS} is allowed.")
-    return part
+__all__ = ['MAX_CHARACTERS', 'ONNX_FILE', 'check_finished_run', 'load_shipped_rule', 'check_model_folder', 'load_model',
+           'cached_model', 'Ranked', 'Reranker', 'rerank', 'served_metrics', 'OnnxNotInstalled', 'require_onnx',
+           'OnnxSequenceClassifier', 'check_exportable']
 
 # %% ../nbs/08_serving.ipynb #99fbcd8a
-_STAGING = re.compile(r"\..+\.(partial|old)-.*") # the names of folders still being written or set aside
-
 def check_finished_run(run_dir: Path, # a run folder
                       ) -> Path:
     "`run_dir` unless it is a run still being written, or killed before it finished."
-    mark = folder_mark(run_dir)
-    unfinished = (mark is not None and not mark.get("finished")) or \
-        (mark is None and _STAGING.fullmatch(run_dir.name) is not None)
-    if unfinished:
-        raise ModelFolderError(f"{run_dir}: an unfinished run (its job is still writing it, or "
-                               "was stopped before it finished): nothing here was judged. Serve the "
-                               "finished run folder.")
-    return run_dir
+    return RunFolder(run_dir).check_finished()
 
 # %% ../nbs/08_serving.ipynb #60273cda
 def load_shipped_rule(run_dir: str|Path, # a finished run folder (e.g. runs/demo)
                      ) -> dict: # shipped.json, checked, with `fusion_weight` a float in [0, 1]
     "The ranking rule a run ships, from its shipped.json; a `ModelFolderError` says what is wrong."
-    run_dir = folder_path(run_dir)
-    check_finished_run(run_dir)
-    file = run_dir/SHIPPED_FILE
-    if not file.is_file(): raise _missing_run(run_dir)
-    rule = read_json(file, ModelFolderError)
-    if not isinstance(rule, dict): raise ModelFolderError(f"{file}: not a JSON object.")
-    if rule.get("format", 1) != 1:
-        raise ModelFolderError(f"{file}: format {rule['format']!r}; this reranker_tune reads "
-                               "format 1.")
-    _refuse_unknown(rule, _RULE_KEYS, file)
-    weight = _checked_weight(rule, file)
-    retriever = _checked_retriever(rule.get("retriever") or {}, weight, file)
-    cross_encoder = _checked_cross_encoder(rule.get("cross_encoder") or {}, run_dir, weight, file)
-    if weight not in (0, 1) and rule.get("normalisation", NORMALISATION) != NORMALISATION:
-        raise ModelFolderError(f"{file}: normalisation {rule['normalisation']!r} is not the one "
-                               f"this reranker_tune serves: {NORMALISATION!r}.")
-    return {**rule, "fusion_weight": weight, "retriever": retriever, "cross_encoder": cross_encoder}
+    return ShippedRule.read(run_dir).to_dict()
 
 # %% ../nbs/08_serving.ipynb #8d3ce6aa
 def check_model_folder(folder: str|Path, # a folder written by `save_model` (e.g. runs/demo/model)
                       ) -> Path: # the folder
     "`folder` if it holds a finished model with safetensors weights; else a `ModelFolderError`."
     folder = Path(folder).expanduser() # as given: the caller's paths stay theirs
-    if _STAGING.fullmatch(folder.name) or (folder_mark(folder) or {}).get("finished") is False:
+    if is_staging_name(folder.name) or (folder_mark(folder) or {}).get("finished") is False:
         raise ModelFolderError(f"{folder}: a save that is still running or was interrupted; a "
                                "finished model has a name of its own, e.g. runs/demo/model.")
     if not folder.exists():
-        partial = sorted(folder.parent.glob(f".{folder.name}.partial-*"))
+        partial = staging_siblings(folder)
         hint = (f" {partial[0].name} is there: training has not finished, or stopped before the "
                 "model was saved." if partial else " Train one first: `make demo` writes "
                 "runs/demo/model.")
@@ -295,16 +190,17 @@ def _check_first_stage(scores, ids: list) -> np.ndarray:
 # %% ../nbs/08_serving.ipynb #b049c004
 def _is_run_folder(path: Path) -> bool:
     "Whether `path` is (or, not there yet, names) a run folder rather than a model folder."
-    if (path/SHIPPED_FILE).exists(): return True
-    if path.is_dir(): return (path/"model").is_dir() and not (path/"config.json").exists()
-    return not path.exists() and path.name != "model" and not _STAGING.fullmatch(path.name)
+    run = RunFolder(path)
+    if run.shipped_path.exists(): return True
+    if path.is_dir(): return run.model_path.is_dir() and not (path/"config.json").exists()
+    return not path.exists() and path.name != MODEL_FOLDER and not is_staging_name(path.name)
 
 def _warn_cross_encoder_alone(folder: Path):
     "Say, once per load, that a model folder serves the cross-encoder alone, and which run to load."
     run = folder.parent
     instead = (f" Its run ships {load_shipped_rule(run)['shipped']!r}: load Reranker('{run}') to "
                "serve that."
-               if (run/SHIPPED_FILE).is_file() else "")
+               if RunFolder(run).shipped_path.is_file() else "")
     warnings.warn(f"{folder}: a model folder, served as the cross-encoder alone.{instead}")
 
 @functools.lru_cache(maxsize=2)

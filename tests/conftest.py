@@ -127,7 +127,7 @@ def heldout(retriever_folder) -> list[dict]:
 @pytest.fixture
 def make_run(model_folder, retriever_folder, heldout, tmp_path):
     "A run folder built by hand after the layout in the issue: model/, shipped.json, heldout.jsonl."
-    from reranker_tune.pipeline import NORMALISATION
+    from reranker_tune.run_folder import NORMALISATION
     def make(weight: float, name: str="run", **fields) -> Path:
         run = tmp_path/name
         shutil.copytree(model_folder, run/"model")

@@ -10,7 +10,7 @@ from reranker_tune.export import export_onnx, quantize_onnx, onnx_parity, compar
 from reranker_tune.serving import load_shipped_rule, served_metrics
 from reranker_tune.core import write_folder_mark, FOLDER_MARK
 from conftest import QUERY, DOCS, SYSTEM_OF, eval_samples, cosines # with the run-folder fixtures
-from reranker_tune.pipeline import NORMALISATION
+from reranker_tune.run_folder import NORMALISATION
 from reranker_tune.training import load_reranker, save_model
 from reranker_tune.evaluation import (fuse_scores, rerank_scores, per_query_metrics, read_eval_set,
                                       RETRIEVER, CROSS_ENCODER, FUSION)
