@@ -26,7 +26,8 @@ import reranker_tune
 from reranker_tune.core import cpu_supports_bf16
 from machine import cpu_model, bf16_flags # benchmarks/machine.py
 from reranker_tune.evaluation import per_query_metrics, read_eval_set, HELDOUT_FILE, FUSION
-from reranker_tune.serving import Reranker, SHIPPED_FILE
+from reranker_tune.serving import Reranker
+from reranker_tune.run_folder import SHIPPED_FILE
 
 HERE = Path(__file__).resolve().parent
 DEMO = HERE.parent/"runs"/"demo"
