@@ -297,8 +297,8 @@ def read(cls: ShippedRule, run_dir: str|Path, # a finished run folder (e.g. runs
         ) -> ShippedRule:
     "The rule a run ships, from its shipped.json, checked; a `ModelFolderError` says what is wrong."
     run_dir = folder_path(run_dir)
-    file = RunFolder(run_dir).shipped_path
-    RunFolder(run_dir).check_finished()
+    run = RunFolder(run_dir); run.check_finished()
+    file = run.shipped_path
     if not file.is_file(): raise _missing_run(run_dir)
     rule = _checked_rule(read_json(file, ModelFolderError), file, run_dir)
     return cls(rule["shipped"], rule["fusion_weight"], rule["cross_encoder"], rule["retriever"],

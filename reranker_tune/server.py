@@ -14,7 +14,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 from fastcore.basics import patch
 import reranker_tune
-from .core import read_json
 from .data import has_visible_text
 from .serving import Reranker, Ranked, MAX_CHARACTERS, load_shipped_rule
 from .run_folder import RunFolder
@@ -182,7 +181,7 @@ def run_info(reranker: Reranker, limits: dict) -> dict:
     "What `GET /info` says: the run, its rule, its held-out table, the limits, the versions."
     run_dir = reranker.run_dir
     run = RunFolder(run_dir)
-    metrics = read_json(run.metrics_path) if run.metrics_path.is_file() else {}
+    metrics = run.read_metrics() if run.metrics_path.is_file() else {}
     held_out = {k: metrics[k] for k in (RETRIEVER, CROSS_ENCODER, FUSION) if k in metrics}
     return {"run": run_dir.name, "shipped": reranker.shipped, "fusion_weight": reranker.weight,
             "retriever": reranker.rule.get("retriever", {}).get("model"),
