@@ -30,7 +30,7 @@ def start_server(run: Path) -> tuple[subprocess.Popen, str, Path]:
     "`reranker-tune serve run` on a free port; its URL once /health answers."
     with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
     log = Path(tempfile.mkstemp(prefix="serve-", suffix=".log")[1])
-    process = subprocess.Popen([sys.executable, "-m", "reranker_tune.batch", "serve", str(run), "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "reranker_tune.cli", "serve", str(run), "--port", str(port)],
                                stdout=log.open("w"), stderr=subprocess.STDOUT)
     url, deadline = f"http://127.0.0.1:{port}", time.time() + 300
     while True:

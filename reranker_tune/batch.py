@@ -4,14 +4,14 @@
 
 # %% ../nbs/07_batch.ipynb #3bdf125c
 from __future__ import annotations
-import argparse, contextlib, dataclasses, datetime, hashlib, itertools, json, logging, os, re
+import contextlib, dataclasses, datetime, hashlib, itertools, json, logging, os, re
 import shutil, socket, sys, time, urllib.parse
 from pathlib import Path
 import yaml, nbformat, papermill
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 import reranker_tune
-from .core import (detect_device, hub_is_offline, say, check_run_name, ModelNotFound,
+from .core import (detect_device, hub_is_offline, say, check_run_name,
                                 ConfigError, check_output_folder, write_folder_mark,
                                 remove_own_folder, is_finished_run, folder_mark)
 from .evaluation import RETRIEVER, CROSS_ENCODER, FUSION
@@ -23,7 +23,7 @@ from .run_folder import RunFolder, run_folders
 __all__ = ['KERNEL_LOG', 'pipeline_parameters', 'coerce_parameters', 'parse_param', 'run_name', 'expand_sweep', 'load_sweep',
            'driver_notebook', 'pipeline_notebook', 'check_notebook_parameters', 'offline_aware_environment',
            'is_finished', 'RunInterrupted', 'execute_run', 'run_sweep', 'read_run', 'leaderboard', 'plot_leaderboard',
-           'save_leaderboard', 'read_documents', 'main']
+           'save_leaderboard']
 
 # %% ../nbs/07_batch.ipynb #f0e0b24a
 def pipeline_parameters() -> dict[str, dataclasses.Field]: # name -> field of the job's `JobConfig`
@@ -570,178 +570,3 @@ def save_leaderboard(runs_dir: str|Path, # a folder of run folders
     fig = plot_leaderboard(table, metric)
     fig.savefig(out/"leaderboard.png", dpi=120); plt.close(fig)
     return table
-
-# %% ../nbs/07_batch.ipynb #a7147cf1
-def _run_options(parser: argparse.ArgumentParser):
-    "The options `run` and `sweep` share."
-    parser.add_argument("--runs-dir", help="the folder that holds the run folders "
-                                           "(default: runs, or the sweep's runs_dir)")
-    parser.add_argument("--force", action="store_true",
-                        help="re-execute runs that are already finished")
-    parser.add_argument("--notebook", help="a notebook with a papermill `parameters` cell, e.g. "
-                                           "nbs/06_pipeline.ipynb (default: one generated from "
-                                           "JobConfig)")
-    parser.add_argument("--quiet", action="store_true",
-                        help="only the batch's own lines, not each notebook's output as it comes")
-
-# %% ../nbs/07_batch.ipynb #d29f5d15
-def _leaderboard_options(parser: argparse.ArgumentParser):
-    "The options of `leaderboard`."
-    parser.add_argument("runs_dir", nargs="?", default="runs",
-                        help="the folder of run folders (default: runs)")
-    parser.add_argument("--metric", default="ndcg@10",
-                        help="test score beside dev NDCG@10: ndcg@10 (default), mrr@10, map, ...")
-    parser.add_argument("--out", help="where leaderboard.csv/.md/.png go (default: runs_dir)")
-
-# %% ../nbs/07_batch.ipynb #4d2e9f01
-def _rerank_options(parser: argparse.ArgumentParser):
-    "The options of `rerank`."
-    parser.add_argument("run_dir", help="a finished run folder (or its model/ folder)")
-    parser.add_argument("--query", required=True, help="the question")
-    parser.add_argument("--documents", required=True, metavar="FILE",
-                        help="a .txt file (one document a line; id: its line number), a .json list "
-                             "or {id: text}, or - for stdin (one a line)")
-    parser.add_argument("--top-k", type=int, default=10, help="results to print (default 10)")
-    parser.add_argument("--onnx-file", help="score with this ONNX file of the model folder")
-
-def _serve_options(parser: argparse.ArgumentParser):
-    "The options of `serve` (chapter *server*)."
-    parser.add_argument("run_dir", help="a finished run folder")
-    parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
-    parser.add_argument("--port", type=int, default=8080, help="default 8080")
-    parser.add_argument("--max-documents", type=int, default=1000, help="per request (default 1000)")
-    parser.add_argument("--max-characters", type=int, default=100_000,
-                        help="per query or document (default 100000)")
-    parser.add_argument("--onnx-file", help="score with this ONNX file of the model folder")
-
-# %% ../nbs/07_batch.ipynb #5b20dd03
-def _parser() -> argparse.ArgumentParser:
-    "The `reranker-tune` argument parser."
-    parser = argparse.ArgumentParser(prog="reranker-tune", description="Fine-tune cross-encoder "
-                                     "rerankers: one run, a sweep, a leaderboard.")
-    parser.add_argument("--version", action="version",
-                        version=f"%(prog)s {reranker_tune.__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="fine-tune from a YAML config (also under torchrun)")
-    train.add_argument("--config", required=True,
-                       help="the YAML file: base_model, loss, source, run_dir, options")
-    train.add_argument("--trust-remote-code", action="store_true",
-                       help="let the config's trust_remote_code: true run the model's own code")
-    run = commands.add_parser("run", help="execute the pipeline notebook once into runs/<name>/")
-    run.add_argument("--config", help="a job's config.yaml (e.g. runs/demo/config.yaml): run it "
-                                      "again; --param overrides")
-    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                     help="a run_pipeline parameter (repeatable), value read as YAML")
-    run.add_argument("--name", help="the run's folder name (default: the config's run_dir, else "
-                                    "from the parameters)")
-    sweep = commands.add_parser("sweep",
-                                help="execute the pipeline for every configuration of a YAML file")
-    sweep.add_argument("file", help="the sweep file: base, grid, runs, runs_dir")
-    for p in (run, sweep): _run_options(p)
-    _leaderboard_options(commands.add_parser("leaderboard",
-                                             help="a table and a plot of runs, best on dev first"))
-    _rerank_options(commands.add_parser("rerank", help="rerank documents for a query: JSON lines"))
-    _serve_options(commands.add_parser("serve", help="serve a run over HTTP (TEI and Cohere rerank)"))
-    return parser
-
-# %% ../nbs/07_batch.ipynb #bf63095d
-def _from_config(path: str, # a run's config.yaml
-                ) -> tuple[dict, Path]: # (every job parameter but run_dir, run_dir)
-    "The parameters a run's config.yaml records (its `resolved` section skipped), and its run_dir."
-    values = JobConfig.from_yaml(path).as_record()
-    in_memory = [k for k, v in values.items() if isinstance(v, str) and re.fullmatch(r"<\w+>", v)]
-    if in_memory:
-        raise ConfigError(f"{path}: {', '.join(in_memory)} came from memory "
-                          f"({values[in_memory[0]]}), "
-                                    f"not a file; give one with --param {in_memory[0]}=FILE.")
-    return values, Path(values.pop("run_dir"))
-
-def _configs(args) -> tuple[dict[str, dict], str]:
-    "The configurations and the runs folder of a `run` or `sweep` command."
-    if args.command == "sweep":
-        configs, runs_dir = load_sweep(args.file)
-        return configs, args.runs_dir or runs_dir
-    base, run_dir = _from_config(args.config) if args.config else ({}, None)
-    params = coerce_parameters({**base, **dict(parse_param(p) for p in args.param)},
-                               args.config or "--param")
-    name = args.name or (run_dir.name if run_dir else run_name(params, list(params)))
-    return {check_run_name(name): params}, args.runs_dir or (str(run_dir.parent) if run_dir
-                                                             else "runs")
-
-# %% ../nbs/07_batch.ipynb #4740f21b
-def _utf8_text(path: Path) -> str:
-    "The text of `path`; a `ValueError` naming it and the first bad byte when it is not UTF-8."
-    try: return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[:e.start].count(b"\n") + 1
-        raise ValueError(f"{path}: line {line} is not UTF-8 text ({e.reason}); re-save the file "
-                         "as UTF-8.") from None
-
-# %% ../nbs/07_batch.ipynb #4d2e9f03
-def read_documents(path: str, # a .txt file, a .json list or {id: text}, or "-" for standard input
-                   stdin=None, # what "-" reads; None: sys.stdin
-                  ) -> list[str]|dict: # what `Reranker.rerank` takes
-    "Candidates to rerank: a JSON list or object as given; text lines by number, blanks skipped."
-    if path == "-": text, where = (stdin or sys.stdin).read(), "stdin"
-    elif Path(path).is_file(): text, where = _utf8_text(Path(path)), path
-    else: raise FileNotFoundError(f"{path}: no such documents file")
-    if path.endswith(".json"):
-        try: documents = json.loads(text)
-        except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e})") from e
-        texts = list(documents.values()) if isinstance(documents, dict) else documents
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            raise ValueError(f"{path}: expected a JSON list of texts or an object {{id: text}}")
-    else: documents = {n: line for n, line in enumerate(text.splitlines(), 1) if line.strip()}
-    if not documents: raise ValueError(f"{where}: no documents (one a line, a list, {{id: text}})")
-    return documents
-
-# %% ../nbs/07_batch.ipynb #4d2e9f05
-def _rerank(args) -> int: # the exit status
-    "Print one JSON line per reranked document, best first."
-    from reranker_tune.serving import Reranker # beside batch, not below it: imported when used
-    documents = read_documents(args.documents) # before the model: bad input fails fast
-    reranker = Reranker(args.run_dir, onnx_file=args.onnx_file)
-    for hit in reranker.rerank(args.query, documents, args.top_k):
-        line = {"rank": hit.rank, "id": hit.id, "score": hit.score, "text": hit.text}
-        print(json.dumps(line, ensure_ascii=False))
-    return 0
-
-def _serve(args) -> int: # the exit status
-    "Serve a run over HTTP until SIGTERM or Ctrl-C."
-    try: from reranker_tune.server import serve # the optional `serve` extra: imported when used
-    except ImportError as e:
-        raise ValueError(f"serve needs FastAPI and uvicorn ({e.name} is not installed): "
-                         "pip install 'reranker_tune[serve]'") from None
-    serve(args.run_dir, args.host, args.port, max_documents=args.max_documents,
-          max_characters=args.max_characters, onnx_file=args.onnx_file)
-    return 0
-
-def _train(args) -> int: # the exit status
-    "Fine-tune from a YAML config: base model, loss, training data, output folder and options."
-    from reranker_tune.advanced_training import train_from_config # beside batch: imported when used
-    train_from_config(args.config, trust_remote_code=args.trust_remote_code)
-    return 0
-
-# %% ../nbs/07_batch.ipynb #fa85b257
-def main(argv: list[str]|None=None, # the arguments after the program name; None: `sys.argv[1:]`
-        ) -> int: # the exit status
-    "The `reranker-tune` command: train, run, sweep, leaderboard, rerank, serve."
-    args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-    try:
-        if args.command == "train": return _train(args)
-        if args.command == "leaderboard":
-            print(_markdown(save_leaderboard(args.runs_dir, args.metric, args.out))); return 0
-        if args.command == "rerank": return _rerank(args)
-        if args.command == "serve": return _serve(args)
-        configs, runs_dir = _configs(args)
-        statuses = run_sweep(configs, runs_dir, args.notebook, args.force, not args.quiet)
-        return _report(statuses, runs_dir)
-    except (ValueError, OSError, ModelNotFound) as error:
-        print(f"reranker-tune: error: {' '.join(str(error).split())}", file=sys.stderr); return 2
-    except KeyboardInterrupt as interrupted:
-        which = f"; {interrupted}" if isinstance(interrupted, RunInterrupted) else ""
-        print(f"reranker-tune: interrupted{which}", file=sys.stderr); return 130
-
-# %% ../nbs/07_batch.ipynb #5101c2b7
-# a module run as a script (a notebook has no __file__)
-if __name__ == "__main__" and "__file__" in globals(): sys.exit(main())

@@ -4,7 +4,8 @@ from pathlib import Path
 import pandas as pd
 import pytest, yaml
 from reranker_tune import batch
-from reranker_tune.batch import main, expand_sweep, load_sweep, offline_aware_environment
+from reranker_tune.batch import expand_sweep, load_sweep, offline_aware_environment
+from reranker_tune.cli import main
 from reranker_tune.evaluation import RETRIEVER, CROSS_ENCODER, FUSION
 from reranker_tune.core import write_folder_mark, FOLDER_MARK
 
@@ -85,8 +86,8 @@ def test_sweep_keeps_going_past_a_failure_skips_finished_runs_and_forces(tmp_pat
     assert table.loc[0, "run"] in (runs_dir/"leaderboard.md").read_text().splitlines()[2]
     assert (runs_dir/"leaderboard.png").read_bytes()[:4] == b"\x89PNG"
 
-    # the same command as a script: python -m reranker_tune.batch (what the console script runs)
-    done = subprocess.run([sys.executable, "-m", "reranker_tune.batch", "leaderboard", str(runs_dir), "--metric", "mrr@10",
+    # the same command as a script: python -m reranker_tune.cli (what the console script runs)
+    done = subprocess.run([sys.executable, "-m", "reranker_tune.cli", "leaderboard", str(runs_dir), "--metric", "mrr@10",
                            "--out", str(tmp_path/"by-mrr")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     by_mrr = pd.read_csv(tmp_path/"by-mrr"/"leaderboard.csv")
@@ -158,9 +159,9 @@ def test_unreachable_hub_switches_the_runs_offline(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9") # nothing listens on the discard port
     assert offline_aware_environment() is True and os.environ["HF_HUB_OFFLINE"] == "1"
 
-def test_console_script_points_at_the_batch_command():
+def test_console_script_points_at_the_cli_command():
     config = configparser.ConfigParser(delimiters=["="]); config.read(ROOT/"settings.ini")
-    assert config["DEFAULT"]["console_scripts"].strip() == "reranker-tune=reranker_tune.batch:main"
+    assert config["DEFAULT"]["console_scripts"].strip() == "reranker-tune=reranker_tune.cli:main"
 
 def test_runs_inside_nbs_are_refused(capsys):
     "nbdev reads every notebook under nbs/ as a source: an executed pipeline.ipynb there would rewrite pipeline.py."
@@ -373,7 +374,7 @@ def test_rerank_command_prints_one_json_line_per_result(model_folder, tmp_path, 
 def test_rerank_command_prints_results_on_stdout_and_nothing_on_stderr(model_folder, tmp_path):
     "No 'Loading weights' bars, no library notices: a script reading the command's output sees JSON lines only."
     text = tmp_path/"candidates.txt"; text.write_text("\n".join(DOCUMENTS) + "\n")
-    done = subprocess.run([sys.executable, "-m", "reranker_tune.batch", "rerank", str(model_folder), "--query", QUERY,
+    done = subprocess.run([sys.executable, "-m", "reranker_tune.cli", "rerank", str(model_folder), "--query", QUERY,
                            "--documents", str(text)], capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert done.returncode == 0 and len(done.stdout.splitlines()) == len(DOCUMENTS)

@@ -56,7 +56,7 @@ def test_the_package_s_own_sample_data_is_never_a_run_dir(models):
 
 def test_a_shared_config_cannot_point_a_run_at_a_user_folder(user_files, models, capsys, monkeypatch):
     "`reranker-tune run --config` with a run_dir someone else's folder: refused in one line, nothing started."
-    from reranker_tune.batch import main
+    from reranker_tune.cli import main
     config = user_files/"shared.yaml"
     config.write_text(yaml.safe_dump({**models, "run_dir": str(user_files/"notes"), "epochs": 1}))
     before = snapshot(user_files)
@@ -117,7 +117,7 @@ def test_fine_tune_refuses_to_save_over_a_user_folder_before_training(user_files
     assert snapshot(user_files) == before
 
 def test_train_config_cannot_save_over_a_user_folder(user_files, tiny_bert, capsys):
-    from reranker_tune.batch import main
+    from reranker_tune.cli import main
     (user_files/"train.csv").write_text("query,document,label\nq,a,1\nq,b,0\n")
     config = user_files/"train.yaml"
     config.write_text(yaml.safe_dump({"base_model": tiny_bert, "loss": "BinaryCrossEntropyLoss",
@@ -317,7 +317,7 @@ def test_the_served_retriever_is_loaded_from_safetensors_only(finished, tmp_path
 
 def test_a_yaml_file_alone_cannot_turn_on_remote_code(tmp_path, tiny_bert, capsys, monkeypatch):
     from reranker_tune import advanced_training
-    from reranker_tune.batch import main
+    from reranker_tune.cli import main
     (tmp_path/"train.csv").write_text("query,document,label\nq,a,1\nq,b,0\n")
     config = tmp_path/"train.yaml"
     config.write_text(yaml.safe_dump({"base_model": tiny_bert, "loss": "BinaryCrossEntropyLoss", "trust_remote_code": True,
@@ -370,10 +370,11 @@ def test_absurdly_long_requests_are_refused_naming_what_is_too_long(finished):
 
 def test_ctrl_c_says_the_previous_run_is_kept_when_run_pipeline_wrote_it(finished, monkeypatch, capsys):
     from reranker_tune import batch
+    from reranker_tune.cli import main
     def interrupted(*args, **kwargs): raise KeyboardInterrupt
     monkeypatch.setattr(batch.papermill, "execute_notebook", interrupted)
     before = snapshot(finished)
-    assert batch.main(["run", "--name", "demo", "--runs-dir", str(finished.parent), "--param", "epochs=2"]) == 130
+    assert main(["run", "--name", "demo", "--runs-dir", str(finished.parent), "--param", "epochs=2"]) == 130
     assert capsys.readouterr().err.strip() == "reranker-tune: interrupted; demo was not finished, the previous finished run is kept"
     assert snapshot(finished) == before and sorted(p.name for p in finished.parent.iterdir()) == ["demo"]
 

@@ -238,7 +238,7 @@ def test_a_listwise_loss_trains_on_mined_lists_and_epochs_come_from_the_data(tmp
 
 def test_the_rerank_command_serves_the_run_folder(finished_run, tmp_path, capsys):
     "`reranker-tune rerank RUN_DIR` prints the order Reranker(run_dir) serves, the shipped rule included."
-    from reranker_tune.batch import main
+    from reranker_tune.cli import main
     from reranker_tune.serving import Reranker
     folder = Path(finished_run["run_dir"])
     sample = read_eval_set(folder/"heldout.jsonl")[0]

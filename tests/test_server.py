@@ -162,7 +162,7 @@ def free_port() -> int:
 def test_the_cli_serves_and_sigterm_finishes_the_request_in_flight(make_run, tmp_path):
     run, port = make_run(1.0), free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "reranker_tune.batch", "serve", str(run), "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "reranker_tune.cli", "serve", str(run), "--port", str(port)],
                                env=env, cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -202,6 +202,6 @@ def test_the_cli_serves_and_sigterm_finishes_the_request_in_flight(make_run, tmp
         if process.poll() is None: process.kill(); process.wait()
 
 def test_the_cli_names_a_run_it_cannot_serve(tmp_path, capsys):
-    from reranker_tune.batch import main
+    from reranker_tune.cli import main
     assert main(["serve", str(tmp_path/"nope")]) == 2
     assert "no such run folder" in capsys.readouterr().err
