@@ -1,16 +1,56 @@
 "Each notebook is a chapter and a test: run it as nbdev_test does (cells flagged slow or gpu are skipped)."
-import subprocess, sys
+import configparser, contextlib, importlib, io, multiprocessing, os, sys
 from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.name for p in (ROOT/"nbs").glob("[0-9]*.ipynb")) + ["index.ipynb"]
+SKIP_FLAGS = configparser.ConfigParser(); SKIP_FLAGS.read(ROOT/"settings.ini")
+SKIP_FLAGS = SKIP_FLAGS["DEFAULT"]["tst_flags"].split() # what nbdev_test skips: gpu slow
+# Imported once per pytest worker; each chapter runs in a fork of the worker that starts with them, which spares
+# every chapter the 7-9 s a fresh process spends importing them (and exiting), and keeps chapters apart.
+PRELOADED = ("torch", "transformers", "sentence_transformers", "datasets", "pandas", "matplotlib.pyplot",
+             "nbdev.test", "reranker_tune.cli", "reranker_tune.export")
+
+def _run_chapter(path: Path, # a notebook
+                 sender): # the end of a pipe: (passed, the traceback's tail)
+    "In the forked child: run the chapter as `nbdev_test --path` does, send the result, exit at once."
+    from nbdev.test import test_nb
+    error = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(error): passed, _ = test_nb(path, skip_flags=SKIP_FLAGS, basepath=ROOT)
+    except BaseException as failure: passed = False; error.write(repr(failure))
+    sender.send((passed, error.getvalue()[-4000:])); sender.close()
+    os._exit(0) # no interpreter teardown: the worker that forked us still owns everything
+
+def run_chapter(path: Path) -> tuple[bool, str]: # passed, the traceback's tail
+    "Run a chapter in a fork of this process, with `PRELOADED` imported first."
+    for module in PRELOADED: importlib.import_module(module)
+    fork = multiprocessing.get_context("fork")
+    receiver, sender = fork.Pipe(duplex=False)
+    child = fork.Process(target=_run_chapter, args=(path, sender))
+    child.start(); sender.close()
+    try:
+        if not receiver.poll(900): return False, f"{path.name} ran past 900 s"
+        return receiver.recv()
+    except EOFError: return False, f"the chapter's process died (exit code {child.join(5) or child.exitcode})"
+    finally:
+        if child.is_alive(): child.kill()
+        child.join()
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook(name):
-    done = subprocess.run([str(Path(sys.executable).parent/"nbdev_test"), "--path", str(ROOT/"nbs"/name), "--do_print"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=900)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    passed, error = run_chapter(ROOT/"nbs"/name)
+    assert passed, error
+
+def test_a_failing_chapter_fails_its_test(tmp_path):
+    "The forked runner reports a failing cell and its traceback, and skips the cells nbdev_test skips."
+    import nbformat
+    cells = [nbformat.v4.new_code_cell("#| slow\nraise ValueError('a slow cell ran')"),
+             nbformat.v4.new_code_cell("assert 1 + 1 == 3, 'arithmetic'")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path/"broken.ipynb")
+    passed, error = run_chapter(tmp_path/"broken.ipynb")
+    assert not passed and "arithmetic" in error and "a slow cell ran" not in error, error
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_is_valid_nbformat(name):
