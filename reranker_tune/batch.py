@@ -17,7 +17,7 @@ from .core import (detect_device, hub_is_offline, say, check_run_name,
 from .evaluation import RETRIEVER, CROSS_ENCODER, FUSION
 from .pipeline import run_pipeline, JobConfig
 from .config import read_yaml
-from .run_folder import RunFolder, run_folders
+from .run_folder import RunFolder, run_folders, Judgement, SYSTEMS
 
 # %% auto #0
 __all__ = ['KERNEL_LOG', 'pipeline_parameters', 'coerce_parameters', 'parse_param', 'run_name', 'expand_sweep', 'load_sweep',
@@ -444,24 +444,23 @@ def _run_parameters(folder: Path) -> dict:
     return {k: config.get(k) for k in pipeline_parameters() if k in config}
 
 # %% ../nbs/07_batch.ipynb #081793f9
-def _shipped_rows(metrics: dict, path: Path, metric: str) -> tuple[str, dict, dict]:
+def _shipped_rows(judgement: Judgement, path: Path, metric: str) -> tuple[str, dict, dict]:
     "The shipped system the pipeline recorded, its test row and the retriever's."
-    shipped = metrics.get("shipped")
-    if shipped not in (RETRIEVER, CROSS_ENCODER, FUSION):
+    shipped, rows = judgement.shipped, judgement.held_out
+    if shipped not in SYSTEMS:
         raise ValueError(f"{path}: no shipped system recorded (\"shipped\": {shipped!r}); "
                          "runs written before the pipeline recorded it must be run again")
-    missing = [k for k in {RETRIEVER: 0, shipped: 0} if not isinstance(metrics.get(k), dict)]
+    missing = [k for k in {RETRIEVER: 0, shipped: 0} if not isinstance(rows.get(k), dict)]
     if missing: raise ValueError(f"{path}: missing key(s) {missing}; a run has one row per system")
-    if metric not in metrics[RETRIEVER] or metric not in metrics[shipped]:
-        known = [k for k in metrics[RETRIEVER] if k != "queries"]
+    if metric not in rows[RETRIEVER] or metric not in rows[shipped]:
+        known = [k for k in rows[RETRIEVER] if k != "queries"]
         raise ValueError(f"{path}: no metric {metric!r}; it has {known}")
-    return shipped, metrics[shipped], metrics[RETRIEVER]
+    return shipped, rows[shipped], rows[RETRIEVER]
 
-def _dev_score(metrics: dict, path: Path, shipped: str) -> tuple[float, float]:
+def _dev_score(dev: dict|None, path: Path, shipped: str) -> tuple[float, float]:
     "The shipped system's dev NDCG@10, as the pipeline recorded it, and the number of dev queries."
-    dev = metrics.get("dev")
     if not dev: return np.nan, np.nan
-    if not isinstance(dev, dict) or not isinstance(dev.get("ndcg@10"), dict):
+    if not isinstance(dev.get("ndcg@10"), dict): # dev itself is an object (`Judgement.read`)
         raise ValueError(f'{path}: "dev" must be null or {{"queries": n, "ndcg@10": {{...}}}}')
     return dev["ndcg@10"].get(shipped, np.nan), dev.get("queries", np.nan)
 
@@ -470,11 +469,13 @@ def read_run(folder: str|Path, # a finished run folder
              metric: str="ndcg@10", # the test score shown beside the dev one
             ) -> dict: # one leaderboard row
     "Shipped system's dev NDCG@10, test `metric` beside the retriever's, the gain and its interval."
-    run = RunFolder(folder); metrics, path, folder = run.read_metrics(), run.metrics_path, run.path
-    shipped, row, retriever = _shipped_rows(metrics, path, metric)
-    dev, dev_queries = _dev_score(metrics, path, shipped)
-    alone, alone_dev = metrics.get(CROSS_ENCODER) or {}, _dev_score(metrics, path, CROSS_ENCODER)[0]
-    paired = metrics.get("shipped_vs_retriever") or {}
+    run = RunFolder(folder); path, folder = run.metrics_path, run.path
+    judgement = Judgement.read(folder)
+    shipped, row, retriever = _shipped_rows(judgement, path, metric)
+    dev, dev_queries = _dev_score(judgement.dev, path, shipped)
+    alone = judgement.held_out.get(CROSS_ENCODER) or {}
+    alone_dev = _dev_score(judgement.dev, path, CROSS_ENCODER)[0]
+    paired = judgement.shipped_vs_retriever or {}
     if metric != "ndcg@10": paired = {} # intervals: NDCG@10 only
     return {"run": folder.name, "shipped": shipped, "dev ndcg@10": dev,
             f"test {metric}": row[metric],
@@ -482,7 +483,7 @@ def read_run(folder: str|Path, # a finished run folder
             "gain low": paired.get("low", np.nan), "gain high": paired.get("high", np.nan),
             "p_value": paired.get("p_value", np.nan), "verdict": paired.get("verdict", ""),
             "queries": int(row.get("queries", 0)), "dev queries": dev_queries,
-            "minutes": round((metrics.get("seconds") or {}).get("total", np.nan) / 60, 1),
+            "minutes": round(judgement.seconds.get("total", np.nan) / 60, 1),
             "cross-encoder dev ndcg@10": alone_dev, f"cross-encoder test {metric}":
             alone.get(metric, np.nan)} # the fine-tuned model alone, whatever was shipped
 

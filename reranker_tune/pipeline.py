@@ -38,8 +38,9 @@ from .evaluation import (RETRIEVER, CROSS_ENCODER, FUSION, shipped_system,
                                       comparison_result, count_parameters, save_comparison,
                                       write_eval_set, HELDOUT_FILE)
 from .config import JobConfig, job_config
-from .run_folder import (RunFolder, ShippedRule, MODEL_FOLDER, NORMALISATION,
-                                      RETRIEVER_SCORES, CROSS_ENCODER_SCORES)
+from .run_folder import (RunFolder, ShippedRule, Judgement, ResolvedSettings,
+                                      MODEL_FOLDER, NORMALISATION, RETRIEVER_SCORES,
+                                      CROSS_ENCODER_SCORES)
 
 # %% ../nbs/06_pipeline.ipynb #7173aa7a
 def limit_queries(ds: datasets.Dataset, # rows with a `query` column
@@ -225,15 +226,15 @@ def verdict(table: pd.DataFrame, # the held-out comparison, one row per system
 
 # %% ../nbs/06_pipeline.ipynb #ebc9ae97
 def shipped_rule(decision: ShippingDecision, curve: pd.Series|None, config: JobConfig,
-                 resolved: dict) -> ShippedRule: # `resolved_settings`: shape, precision ...
+                 resolved: ResolvedSettings) -> ShippedRule: # shape, precision ...
     "The content of `shipped.json`: how the shipped ranking is made from the two scores."
     by_weight = {} if curve is None else {f"{k:g}": round(float(v), 6) for k, v in curve.items()}
     return ShippedRule(shipped=decision.shipped, fusion_weight=decision.weight,
                        normalisation=NORMALISATION,
                        cross_encoder={"folder": MODEL_FOLDER, "scores": CROSS_ENCODER_SCORES,
-                                      "precision": resolved["scoring_precision"]},
+                                      "precision": resolved.scoring_precision},
                        retriever={"model": str(config.embedder), "scores": RETRIEVER_SCORES},
-                       top_k=config.top_k if resolved["shape"] == "pairs" else None,
+                       top_k=config.top_k if resolved.shape == "pairs" else None,
                        dev_ndcg_by_weight=by_weight, reason=decision.reason)
 
 # %% ../nbs/06_pipeline.ipynb #ac906e65
@@ -411,22 +412,23 @@ def _versions() -> dict:
             "transformers": transformers.__version__, "datasets": datasets.__version__,
             "sentence_transformers": sentence_transformers.__version__}
 
-def resolved_settings(config: JobConfig, job: dict) -> dict:
+def resolved_settings(config: JobConfig, job: dict) -> ResolvedSettings:
     "What the job resolved from the parameters and the machine: config.yaml's `resolved` section."
     device = config.device or detect_device()
     precision = resolved_precision(config.precision, device)
     scoring = resolved_precision(config.precision, device, scoring=True)
-    return {"device": device, "precision": precision, "scoring_precision": scoring,
-            "shape": job["shape"], "batch_size": training_batch_size(config.loss, config.batch_size),
-            "grade_range": grade_range_of(job, config.grade_range),
-            "embedder": resolve_model(config.embedder), "embedder_hub_id": hub_id(config.embedder),
-            "base_model": resolve_model(config.base_model),
-            "base_model_hub_id": hub_id(config.base_model), "versions": _versions()}
+    return ResolvedSettings(device, precision, scoring, job["shape"],
+                            training_batch_size(config.loss, config.batch_size),
+                            grade_range_of(job, config.grade_range),
+                            resolve_model(config.embedder), hub_id(config.embedder),
+                            resolve_model(config.base_model), hub_id(config.base_model),
+                            _versions())
 
 # %% ../nbs/06_pipeline.ipynb #88aeed6e
 DEV_EVALUATION_SHARE = 0.25 # evaluate on dev every quarter of the steps: each costs a full scoring
 
-def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, resolved: dict,
+def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path,
+                        resolved: ResolvedSettings,
                        ) -> tuple: # (model, training facts, dev set or None)
     "Mine or take the training rows, then fine-tune, early-stopped on dev; the best is saved."
     if job["shape"] == "pairs":
@@ -439,24 +441,24 @@ def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, r
         pairs = job["shape"] == "pairs"
         what = f"the retriever's top {config.top_k}" if pairs else "its candidates"
         say(f"Building the dev set: {what} for each of {len(set(job['dev']['query']))} dev queries")
-    dev_set = job_eval_set(job, "dev", retriever, config.top_k, resolved["grade_range"])
-    batch, pairs = resolved["batch_size"], training_pairs(train)
+    dev_set = job_eval_set(job, "dev", retriever, config.top_k, resolved.grade_range)
+    batch, pairs = resolved.batch_size, training_pairs(train)
     epochs = config.epochs or choose_epochs(pairs)
     steps = math.ceil(epochs*math.ceil(len(train)/batch))
     checks = len(dev_evaluation_steps(steps, DEV_EVALUATION_SHARE))
     on_dev = f"{checks} dev evaluations, early stopping on NDCG@10, " if dev_set else ""
     rows = f"{len(train)} lists ({pairs} pairs)" if len(train) < pairs else f"{pairs} pairs"
     say(f"Training a cross-encoder from {config.base_model} with {config.loss} on {rows} "
-        f"(up to {epochs:g} epochs, {steps} steps, {on_dev}{resolved['precision']}, "
-        f"{resolved['device']})")
+        f"(up to {epochs:g} epochs, {steps} steps, {on_dev}{resolved.precision}, "
+        f"{resolved.device})")
     model = load_reranker(config.base_model, max_length=config.max_length, loss=config.loss,
-                          device=resolved["device"])
+                          device=resolved.device)
     fine_tune(model, train, config.loss, folder/"training", patience=config.patience,
               evaluator=RerankingEvaluator(dev_set, name="dev", show_progress_bar=True,
-                                           precision=resolved["precision"]) # selection only
+                                           precision=resolved.precision) # selection only
               if dev_set else None,
               seed=config.seed, epochs=epochs, batch_size=batch,
-              learning_rate=config.learning_rate, precision=resolved["precision"],
+              learning_rate=config.learning_rate, precision=resolved.precision,
               save_to=RunFolder(folder).model_path, state_file=folder/"trainer_state.json",
               save_total_limit=1,
               eval_steps=DEV_EVALUATION_SHARE, # and the last step
@@ -465,7 +467,7 @@ def train_cross_encoder(config: JobConfig, job: dict, retriever, folder: Path, r
         shutil.rmtree(checkpoint)
     facts = {"rows": len(train), "pairs": pairs, "epochs": epochs,
              "loss": config.loss, "batch_size": batch,
-             "device": resolved["device"], "precision": resolved["precision"]}
+             "device": resolved.device, "precision": resolved.precision}
     return model, facts, dev_set
 
 # %% ../nbs/06_pipeline.ipynb #bc631bb4
@@ -504,17 +506,18 @@ def _plain_row(row: pd.Series) -> dict:
     return {k: (int(v) if k in ("queries", "parameters") else float(v)) for k, v in row.items()}
 
 # %% ../nbs/06_pipeline.ipynb #72895c93
-def judge(model, retriever, job: dict, config: JobConfig, resolved: dict, dev_set) -> dict:
+def judge(model, retriever, job: dict, config: JobConfig, resolved: ResolvedSettings,
+          dev_set) -> dict:
     "Choose on dev, then compare on held-out queries: the decision, the table and the verdict."
-    decision, curve, unseen = choose_on_dev(model, dev_set, resolved["scoring_precision"],
+    decision, curve, unseen = choose_on_dev(model, dev_set, resolved.scoring_precision,
                                             config.seed)
     say(decision.reason)
     top_k = f"the retriever's top {config.top_k}"
     what = top_k if job["shape"] == "pairs" else "the candidate list"
     say(f"Reranking {what} for each held-out query")
-    eval_set = job_eval_set(job, "test", retriever, config.top_k, resolved["grade_range"])
+    eval_set = job_eval_set(job, "test", retriever, config.top_k, resolved.grade_range)
     table, per_query = compare_on_held_out(model, eval_set, decision,
-                                           resolved["scoring_precision"])
+                                           resolved.scoring_precision)
     ndcg = lambda system: per_query[system]["ndcg@10"]
     paired = paired_comparison(ndcg(decision.shipped), ndcg(RETRIEVER), seed=config.seed)
     lines = verdict(table, decision, paired)
@@ -528,19 +531,16 @@ def judge(model, retriever, job: dict, config: JobConfig, resolved: dict, dev_se
             "summary": "\n".join(lines), "result": result}
 
 # %% ../nbs/06_pipeline.ipynb #795c9b54
-def write_run(folder: Path, config: JobConfig, resolved: dict, judged: dict, facts: dict,
-              timings: dict) -> str: # the run's README.md
+def write_run(folder: Path, config: JobConfig, resolved: ResolvedSettings, judged: dict,
+              facts: dict, timings: dict) -> str: # the run's README.md
     "Everything but the model: config, metrics, the comparison and its plots, the rule, a README."
     decision, curve, result = judged["decision"], judged["curve"], judged["result"]
     run = RunFolder(folder)
-    run.write_config({**config.as_record(), "resolved": resolved})
+    run.write_config({**config.as_record(), "resolved": resolved.to_dict()})
     rule = shipped_rule(decision, curve, config, resolved)
     rows = {row: _plain_row(result["table"].loc[row]) for row in result["table"].index}
-    metrics = {"verdict": judged["summary"], "shipped": decision.shipped, "dev": judged["dev"],
-               "seconds": timings, "training": facts, "shipped_vs_retriever": judged["paired"],
-               "fusion": {"weight": decision.weight,
-                          "dev_ndcg@10_by_weight": rule.dev_ndcg_by_weight}, **rows}
-    run.write_metrics(metrics)
+    Judgement(decision.shipped, judged["summary"], rows, judged["dev"], judged["paired"],
+              decision.weight, rule.dev_ndcg_by_weight, facts, timings).write(folder)
     rule.write(folder)
     write_eval_set(judged["eval_set"], folder/HELDOUT_FILE)
     per_query_table(judged["eval_set"], judged["per_query"]).to_csv(folder/"per_query.csv")
@@ -573,9 +573,10 @@ def run_pipeline(config: JobConfig|dict|str|Path|None=None, # a JobConfig, a map
     return {**outcome, "run_dir": Path(config.run_dir)}
 
 # %% ../nbs/06_pipeline.ipynb #f91b8a49
-def _run_in(folder: Path, config: JobConfig, job: dict, resolved: dict, start: float) -> dict:
+def _run_in(folder: Path, config: JobConfig, job: dict, resolved: ResolvedSettings,
+            start: float) -> dict:
     "The job inside the staging folder: train, choose on dev, compare on held-out queries, write."
-    retriever = load_embedder(config.embedder, resolved["device"])
+    retriever = load_embedder(config.embedder, resolved.device)
     timings = {"data": round(time.time() - start, 1)}
     model, facts, dev_set = train_cross_encoder(config, job, retriever, folder, resolved)
     timings["training"] = round(time.time() - start - timings["data"], 1)

@@ -5,16 +5,16 @@
 # %% ../nbs/05c_run_folder.ipynb #05ab7c72
 from __future__ import annotations
 import json, re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, MISSING
 from pathlib import Path
 import yaml
 from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['MODEL_FOLDER', 'SHIPPED_FILE', 'METRICS_FILE', 'CONFIG_FILE', 'README_FILE', 'STAGING_NAME', 'RUNNING_SUFFIX',
-           'FAILED_SUFFIX', 'NORMALISATION', 'RETRIEVER_SCORES', 'CROSS_ENCODER_SCORES', 'SHIPPED_FORMAT',
-           'ModelFolderError', 'is_staging_name', 'is_set_aside', 'staging_siblings', 'RunFolder', 'run_folders',
-           'ShippedRule']
+           'FAILED_SUFFIX', 'JUDGEMENT_FORMAT', 'SYSTEMS', 'RESOLVED_FORMAT', 'NORMALISATION', 'RETRIEVER_SCORES',
+           'CROSS_ENCODER_SCORES', 'SHIPPED_FORMAT', 'ModelFolderError', 'is_staging_name', 'is_set_aside',
+           'staging_siblings', 'RunFolder', 'Judgement', 'ResolvedSettings', 'run_folders', 'ShippedRule']
 
 # %% ../nbs/05c_run_folder.ipynb #4f07bea6
 from .core import (folder_path, folder_mark, read_json, PRECISIONS, STAGING_TAG,
@@ -106,6 +106,19 @@ def check_finished(self: RunFolder) -> Path:
                                "the finished run folder.")
     return self.path
 
+# %% ../nbs/05c_run_folder.ipynb #dc498eee
+JUDGEMENT_FORMAT = 1 # the version of metrics.json this reranker_tune writes and reads
+
+def _checked_format(record: dict, # a record as read from `file`
+                    version: int, # the version this reranker_tune reads
+                    file, # the file (or part of one), for messages
+                    error: type=ValueError, # what to raise
+                   ) -> int: # the record's version
+    "The record's `format` (none: 1); `error` naming `file` when it is not the one read here."
+    if (found := record.get("format", 1)) != version:
+        raise error(f"{file}: format {found!r}; this reranker_tune reads format {version}.")
+    return found
+
 # %% ../nbs/05c_run_folder.ipynb #4dc9f265
 @patch
 def write_metrics(self: RunFolder, metrics: dict, # the judgement: verdict, rows, dev, timings
@@ -116,14 +129,73 @@ def write_metrics(self: RunFolder, metrics: dict, # the judgement: verdict, rows
 
 @patch
 def read_metrics(self: RunFolder) -> dict:
-    "The run's metrics.json, or a one-line `ValueError` naming the file."
+    "The run's metrics.json, or a one-line `ValueError` naming the file (not JSON, or newer)."
     path = self.metrics_path
     try: metrics = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not valid JSON ({e}); re-run it or move it away") from None
     if not isinstance(metrics, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(metrics).__name__}")
+    _checked_format(metrics, JUDGEMENT_FORMAT, path)
     return metrics
+
+# %% ../nbs/05c_run_folder.ipynb #c6fbef25
+SYSTEMS = (RETRIEVER, CROSS_ENCODER, FUSION) # the systems a run compares, one held-out row each
+
+@dataclass
+class Judgement:
+    "What metrics.json holds: what shipped and why, the dev and held-out scores, the timings."
+    shipped: str|None # RETRIEVER, CROSS_ENCODER or FUSION (None: a run from before it was recorded)
+    verdict: str = "" # the verdict's lines, joined by newlines
+    held_out: dict = field(default_factory=dict) # {system: its row (queries, ndcg@10 ...)}
+    dev: dict|None = None # queries, ndcg@10 by system, chosen weight, guard; None: no dev
+    shipped_vs_retriever: dict|None = None # `paired_comparison` on held-out NDCG@10
+    fusion_weight: float|None = None # the cross-encoder's weight in what ships
+    dev_ndcg_by_weight: dict = field(default_factory=dict) # the dev curve, weight -> NDCG@10
+    training: dict = field(default_factory=dict) # rows, pairs, epochs, loss, device, precision
+    seconds: dict = field(default_factory=dict) # data, training, evaluation, total
+    format_version: int = JUDGEMENT_FORMAT # the file's `format`
+
+# %% ../nbs/05c_run_folder.ipynb #b89e6e8b
+@patch
+def to_dict(self: Judgement) -> dict:
+    "The judgement as metrics.json holds it, keys in the file's order, the systems' rows last."
+    return {"format": self.format_version, "verdict": self.verdict, "shipped": self.shipped,
+            "dev": self.dev, "seconds": self.seconds, "training": self.training,
+            "shipped_vs_retriever": self.shipped_vs_retriever,
+            "fusion": {"weight": self.fusion_weight,
+                       "dev_ndcg@10_by_weight": self.dev_ndcg_by_weight}, **self.held_out}
+
+@patch
+def write(self: Judgement, folder: str|Path, # the run folder
+         ) -> Path: # its metrics.json
+    "Write the judgement to `folder`'s metrics.json (`RunFolder.write_metrics`)."
+    return RunFolder(folder).write_metrics(self.to_dict())
+
+# %% ../nbs/05c_run_folder.ipynb #b79b39a4
+_OBJECTS = ("dev", "shipped_vs_retriever", "fusion", "training", "seconds", *SYSTEMS) # or null
+
+def _checked_parts(metrics: dict, file: Path) -> dict:
+    "metrics.json's content, each of its parts an object (or null); a `ValueError` naming `file`."
+    for key in (k for k in _OBJECTS if metrics.get(k) is not None):
+        if not isinstance(metrics[key], dict):
+            raise ValueError(f'{file}: "{key}" must be null or an object, '
+                             f"got {type(metrics[key]).__name__}")
+    return metrics
+
+# %% ../nbs/05c_run_folder.ipynb #c204193b
+@patch(cls_method=True)
+def read(cls: Judgement, run_dir: str|Path, # a run folder (e.g. runs/demo)
+        ) -> Judgement:
+    "A run's judgement from its metrics.json; a one-line `ValueError` names the file."
+    run = RunFolder(run_dir)
+    metrics = _checked_parts(run.read_metrics(), run.metrics_path)
+    fusion = metrics.get("fusion") or {}
+    return cls(metrics.get("shipped"), metrics.get("verdict") or "",
+               {k: metrics[k] for k in SYSTEMS if k in metrics}, metrics.get("dev"),
+               metrics.get("shipped_vs_retriever"), fusion.get("weight"),
+               fusion.get("dev_ndcg@10_by_weight") or {}, metrics.get("training") or {},
+               metrics.get("seconds") or {}, metrics.get("format", 1))
 
 # %% ../nbs/05c_run_folder.ipynb #507a9d3b
 @patch
@@ -141,6 +213,59 @@ def read_config(self: RunFolder) -> dict:
     if not isinstance(config, dict):
         raise ValueError(f"{path}: expected a mapping of parameters, got {type(config).__name__}")
     return config
+
+# %% ../nbs/05c_run_folder.ipynb #43315fb5
+RESOLVED_FORMAT = 1 # the version of config.yaml's `resolved` section
+
+@dataclass
+class ResolvedSettings:
+    "What a job resolved from its parameters and the machine: config.yaml's `resolved` section."
+    device: str # `device`, or the best this machine has
+    precision: str # training's: `precision`, or the device's
+    scoring_precision: str # dev and held-out scoring's (fp32 on a CPU)
+    shape: str # the data's: "pairs" or "candidate_lists"
+    batch_size: int # rows per step: `batch_size`, or the loss's default
+    grade_range: list|None = None # graded candidate lists: [lowest, highest]
+    embedder: str|None = None # the retriever, as found here (a folder or a Hub id)
+    embedder_hub_id: str|None = None # the retriever's Hub id
+    base_model: str|None = None # the cross-encoder's starting point, as found here
+    base_model_hub_id: str|None = None # its Hub id
+    versions: dict = field(default_factory=dict) # python, torch, transformers ...
+    format_version: int = RESOLVED_FORMAT # the section's `format`
+
+# %% ../nbs/05c_run_folder.ipynb #080cfee7
+@patch
+def to_dict(self: ResolvedSettings) -> dict:
+    "The settings as config.yaml's `resolved` section holds them, `format` first."
+    values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "format_version"}
+    return {"format": self.format_version, **values}
+
+@patch(cls_method=True)
+def from_dict(cls: ResolvedSettings, values: dict, # a `resolved` section
+              where: str="resolved", # where it was read, for messages
+             ) -> ResolvedSettings:
+    "The settings from a `resolved` section; a `ValueError` for an unknown, missing or newer one."
+    version = _checked_format(values, RESOLVED_FORMAT, where)
+    given = {k: v for k, v in values.items() if k != "format"}
+    named = {f.name for f in fields(cls)} - {"format_version"}
+    required = {f.name for f in fields(cls)
+                if f.default is MISSING and f.default_factory is MISSING}
+    if unknown := sorted(set(given) - named):
+        raise ValueError(f"{where}: unknown key(s) {unknown}; it knows {sorted(named)}.")
+    if missing := sorted(required - set(given)):
+        raise ValueError(f"{where}: missing key(s) {missing}.")
+    return cls(**given, format_version=version)
+
+# %% ../nbs/05c_run_folder.ipynb #ede0b5ca
+@patch(cls_method=True)
+def read(cls: ResolvedSettings, run_dir: str|Path, # a run folder (e.g. runs/demo)
+        ) -> ResolvedSettings:
+    "The settings a run resolved, from its config.yaml; a `ValueError` names the file."
+    run = RunFolder(run_dir)
+    section = run.read_config().get("resolved")
+    if not isinstance(section, dict):
+        raise ValueError(f"{run.config_path}: no `resolved` section (a mapping) to read.")
+    return cls.from_dict(section, f"{run.config_path}: resolved")
 
 # %% ../nbs/05c_run_folder.ipynb #d67e08c0
 @patch
@@ -278,9 +403,7 @@ def _missing_run(run_dir: Path) -> ModelFolderError:
 def _checked_rule(rule, file: Path, run_dir: Path) -> dict:
     "shipped.json's content, checked, with `fusion_weight` a float in [0, 1]."
     if not isinstance(rule, dict): raise ModelFolderError(f"{file}: not a JSON object.")
-    if rule.get("format", 1) != SHIPPED_FORMAT:
-        raise ModelFolderError(f"{file}: format {rule['format']!r}; this reranker_tune reads "
-                               f"format {SHIPPED_FORMAT}.")
+    _checked_format(rule, SHIPPED_FORMAT, file, ModelFolderError)
     _refuse_unknown(rule, _RULE_KEYS, file)
     weight = _checked_weight(rule, file)
     retriever = _checked_retriever(rule.get("retriever") or {}, weight, file)
