@@ -23,19 +23,6 @@ def test_run_config_reproduces_a_run(tmp_path, tiny_bert, tiny_embedder, monkeyp
     assert seen["name"] == "x" and Path(seen["runs_dir"]) == tmp_path/"runs"
     assert seen["params"] == {**{k: v for k, v in record.items() if k not in ("run_dir", "resolved")}, "seed": 3}
 
-def test_nothing_in_the_package_imports_the_command_line():
-    "cli sits above batch, pipeline, serving, server and advanced_training; importing it loads no server or FastAPI."
-    code = ("import sys, importlib, pkgutil, reranker_tune; "
-            "[importlib.import_module(f'reranker_tune.{m.name}') for m in pkgutil.iter_modules(reranker_tune.__path__) "
-            "if m.name not in ('cli', '_modidx')]; "
-            "print('reranker_tune.cli' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split()[-1] == "False"
-    code = "import sys, reranker_tune.cli; print(sorted({'fastapi', 'uvicorn', 'reranker_tune.server'} & set(sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0 and done.stdout.split()[-1] == "[]", done.stdout + done.stderr[-2000:]
-
 def test_batch_has_no_command_line():
     assert not hasattr(batch, "main") and not hasattr(batch, "argparse")
 
