@@ -25,11 +25,11 @@ from .losses import loss_spec, model_activation_for, make_loss, check_dataset_fo
 from .data import clip_texts
 
 # %% auto #0
-__all__ = ['MULTI_DATASET_SAMPLERS', 'HeadMismatch', 'classification_head_size', 'load_reranker', 'small_random_reranker',
-           'row_lengths', 'LengthGroupedBatchSampler', 'padding_share', 'LengthGroupedWhere', 'metric_key',
-           'dev_evaluation_steps', 'EvaluateLastStep', 'DevMetricsTable', 'DevEvaluationLines', 'evaluation_line',
-           'enable_tf32', 'score_head', 'head_in_float32', 'multi_dataset_batch_sampler', 'training_arguments',
-           'clipped', 'fine_tune', 'save_model', 'write_model_card']
+__all__ = ['MULTI_DATASET_SAMPLERS', 'HeadMismatch', 'classification_head_size', 'load_reranker', 'row_lengths',
+           'LengthGroupedBatchSampler', 'padding_share', 'LengthGroupedWhere', 'metric_key', 'dev_evaluation_steps',
+           'EvaluateLastStep', 'DevMetricsTable', 'DevEvaluationLines', 'evaluation_line', 'enable_tf32', 'score_head',
+           'head_in_float32', 'multi_dataset_batch_sampler', 'training_arguments', 'clipped', 'fine_tune', 'save_model',
+           'write_model_card', 'small_random_reranker']
 
 # %% ../nbs/04_training.ipynb #752ca771
 class HeadMismatch(ValueError): "A requested head size that differs from the checkpoint's head."
@@ -103,20 +103,6 @@ def load_reranker(base: str="all-MiniLM-L6-v2", # short name, local folder or Hu
                             trust_remote_code=trust_remote_code,
                             model_kwargs={"dtype": torch.float32},
                             activation_fn=model_activation_for(loss) if loss is not None else None)
-
-# %% ../nbs/04_training.ipynb #098db7da
-def small_random_reranker(folder: str|Path, # where to write it (a new or empty folder)
-                          tokenizer_of: str="all-MiniLM-L6-v2", # whose tokenizer it uses
-                          seed: int=12, # its random weights
-                         ) -> Path:
-    "A tiny BERT cross-encoder with random weights, for tests of plumbing, never of ranking."
-    tokenizer = transformers.AutoTokenizer.from_pretrained(resolve_model(tokenizer_of))
-    config = transformers.BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64, num_labels=1)
-    seed_everything(seed)
-    with progress_bars_off(): transformers.BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return Path(folder)
 
 # %% ../nbs/04_training.ipynb #89c44514
 def row_lengths(dataset: datasets.Dataset) -> list[int]:
@@ -560,3 +546,17 @@ def write_model_card(model: CrossEncoder, # the trained model (its card data hol
         text += "\n" + section + "\n"
     (path := Path(folder)/"README.md").write_text(text, encoding="utf-8")
     return path
+
+# %% ../nbs/04_training.ipynb #098db7da
+def small_random_reranker(folder: str|Path, # where to write it (a new or empty folder)
+                          tokenizer_of: str="all-MiniLM-L6-v2", # whose tokenizer it uses
+                          seed: int=12, # its random weights
+                         ) -> Path:
+    "A tiny BERT cross-encoder with random weights, for tests of plumbing, never of ranking."
+    tokenizer = transformers.AutoTokenizer.from_pretrained(resolve_model(tokenizer_of))
+    config = transformers.BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=64, num_labels=1)
+    seed_everything(seed)
+    with progress_bars_off(): transformers.BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return Path(folder)
