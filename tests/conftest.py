@@ -142,7 +142,9 @@ def make_run(model_folder, retriever_folder, heldout, tmp_path):
 
 
 LONGEST = {"test_notebook", "test_site_renders_every_notebook_with_working_links",
-           "test_pipeline_notebook_runs_under_papermill"} # each a minute or more: a chapter run end to end
+           "test_pipeline_notebook_runs_under_papermill", "test_main_job_with_minilm_on_a_slice",
+           "test_sweep_keeps_going_past_a_failure_skips_finished_runs_and_forces",
+           "test_pipeline_on_a_medquad_slice_with_tiny_models"} # 10 s to 90 s each: whole runs
 
 def pytest_collection_modifyitems(items):
     "The longest tests first, so that two workers (`make test`'s `-n 2`) finish together, not one after the other."

@@ -25,7 +25,7 @@ def _running_records(root: Path) -> list[Path]:
 
 def test_sweep_keeps_going_past_a_failure_skips_finished_runs_and_forces(tmp_path, tiny_bert, tiny_embedder, capsys):
     runs_dir = tmp_path/"runs"
-    runs = [{"name": "good-a", "learning_rate": "1e-4"}, {"name": "good-b", "num_negatives": 1},
+    runs = [{"name": "good-a", "learning_rate": "1e-4"}, {"name": "good-b", "num_negatives": 1, "device": "cpu"},
             {"name": "broken", "source": str(tmp_path/"missing.jsonl")}]
     sweep = _write_sweep(tmp_path/"sweep.yaml", runs_dir, runs, tiny_bert, tiny_embedder)
 
@@ -38,9 +38,12 @@ def test_sweep_keeps_going_past_a_failure_skips_finished_runs_and_forces(tmp_pat
         assert "injected-parameters" in (folder/"pipeline.ipynb").read_text()
         record = json.loads((folder/"batch.json").read_text())
         assert record["status"] == "finished" and record["device"] == "cpu" and record["hub_offline"] is True
+        # installed users have no nbs/: a notebook made from JobConfig's fields (`device` among them) runs
         assert record["notebook"] == "generated (run_pipeline)"
+        assert "run_pipeline(JobConfig(source=source" in (folder/"pipeline.ipynb").read_text()
         assert yaml.safe_load((folder/"config.yaml").read_text())["run_dir"] == str(folder.resolve())
     assert yaml.safe_load((runs_dir/"good-a"/"config.yaml").read_text())["learning_rate"] == 1e-4 # "1e-4" read as a number
+    assert yaml.safe_load((runs_dir/"good-b"/"config.yaml").read_text())["device"] == "cpu"
     # the failed attempt is kept where it cannot pass for a run; nothing says "running"; no staging folder is left
     assert not (runs_dir/"broken"/"metrics.json").exists() and not (runs_dir/"broken"/"batch.json").exists()
     failed = runs_dir/"broken.failed"
@@ -93,14 +96,6 @@ def test_sweep_keeps_going_past_a_failure_skips_finished_runs_and_forces(tmp_pat
     by_mrr = pd.read_csv(tmp_path/"by-mrr"/"leaderboard.csv")
     assert list(by_mrr["run"]) == ["good-a", "good-b"] and by_mrr["gain low"].isna().all()
     assert by_mrr.loc[0, "test mrr@10"] == pytest.approx(metrics[by_mrr.loc[0, "shipped"]]["mrr@10"])
-
-def test_a_generated_notebook_runs_without_nbs(tmp_path, tiny_bert, tiny_embedder):
-    "Installed users have no nbs/: the run executes a notebook made from JobConfig's fields (which include `device`)."
-    params = {"embedder": tiny_embedder, "base_model": tiny_bert, "max_queries": 20, "epochs": 1, "top_k": 5, "dev_size": 0, "device": "cpu"}
-    assert batch.run_sweep({"installed": params}, tmp_path) == {"installed": "finished"}
-    record = json.loads((tmp_path/"installed"/"batch.json").read_text())
-    assert record["notebook"] == "generated (run_pipeline)" and (tmp_path/"installed"/"metrics.json").is_file()
-    assert "run_pipeline(JobConfig(source=source" in (tmp_path/"installed"/"pipeline.ipynb").read_text()
 
 def test_the_pipeline_notebook_refuses_a_parameter_it_lacks(tmp_path, capsys):
     "A notebook whose parameters cell lacks a parameter the run sets: caught before any run starts, exit status 2."
