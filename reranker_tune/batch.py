@@ -14,16 +14,17 @@ import reranker_tune
 from .core import (detect_device, hub_is_offline, say, check_run_name,
                                 ConfigError, check_output_folder, write_folder_mark,
                                 remove_own_folder, is_finished_run, folder_mark)
+from .data import check_local_source
 from .evaluation import RETRIEVER, CROSS_ENCODER, FUSION
 from .pipeline import run_pipeline, JobConfig
 from .config import read_yaml
 from .run_folder import RunFolder, run_folders, Judgement, SYSTEMS
 
 # %% auto #0
-__all__ = ['KERNEL_LOG', 'pipeline_parameters', 'coerce_parameters', 'parse_param', 'run_name', 'expand_sweep', 'load_sweep',
-           'driver_notebook', 'pipeline_notebook', 'check_notebook_parameters', 'offline_aware_environment',
-           'is_finished', 'RunInterrupted', 'execute_run', 'run_sweep', 'read_run', 'leaderboard', 'plot_leaderboard',
-           'save_leaderboard']
+__all__ = ['KERNEL_LOG', 'SOURCE_PARAMETERS', 'pipeline_parameters', 'coerce_parameters', 'parse_param', 'run_name',
+           'expand_sweep', 'load_sweep', 'driver_notebook', 'pipeline_notebook', 'check_notebook_parameters',
+           'offline_aware_environment', 'is_finished', 'RunInterrupted', 'execute_run', 'run_sweep', 'read_run',
+           'leaderboard', 'plot_leaderboard', 'save_leaderboard']
 
 # %% ../nbs/07_batch.ipynb #f0e0b24a
 def pipeline_parameters() -> dict[str, dataclasses.Field]: # name -> field of the job's `JobConfig`
@@ -332,6 +333,8 @@ class RunInterrupted(KeyboardInterrupt):
         return f"{self.name} was not finished, {kept}"
 
 # %% ../nbs/07_batch.ipynb #0f8293b8
+SOURCE_PARAMETERS = ("source", "test_source", "dev_source") # checked before the kernel starts
+
 def execute_run(name: str, # the run's name, its folder under `runs_dir`
                 params: dict, # `run_pipeline` parameters
                 runs_dir: str|Path="runs", # the folder that holds all runs
@@ -351,7 +354,9 @@ def execute_run(name: str, # the run's name, its folder under `runs_dir`
     kept = is_finished_run(folder) # by this batch or not: run_pipeline, make demo ...
     why = "--force" if force else "other parameters"
     say(f"run {name}" + (f" ({folder} is kept until it finishes: {why})" if kept else ""))
-    try: _execute(notebook, staging/"pipeline.ipynb", folder, params, log_output)
+    try:
+        for source in SOURCE_PARAMETERS: check_local_source(params.get(source)) # no kernel yet
+        _execute(notebook, staging/"pipeline.ipynb", folder, params, log_output)
     except KeyboardInterrupt:
         remove_own_folder(staging); raise RunInterrupted(name, kept) from None
     except Exception as error:

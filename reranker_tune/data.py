@@ -15,11 +15,11 @@ from .core import hub_is_offline, read_json
 
 # %% auto #0
 __all__ = ['SHAPES', 'OPTIONAL_COLUMNS', 'ALIASES', 'PAIR_LABEL_ALIASES', 'SAMPLE_CLASSES', 'CHARACTERS_PER_TOKEN',
-           'LIST_COLUMNS', 'DataError', 'rows_error', 'read_file', 'read_source', 'detect_shape', 'has_visible_text',
-           'class_ids', 'drop_duplicate_rows', 'normalise', 'load_source', 'shape_of', 'class_names_of', 'to_pairs',
-           'as_pairs', 'as_texts', 'labelled_pairs_from_lists', 'positives_by_query', 'split_by_query', 'sample_pairs',
-           'sample_pair_tasks', 'length_report', 'clip_text', 'clip_texts', 'as_candidate_lists', 'rows_from_lists',
-           'EvalSample', 'eval_samples_from_lists']
+           'LIST_COLUMNS', 'DataError', 'rows_error', 'read_file', 'check_local_source', 'read_source', 'detect_shape',
+           'has_visible_text', 'class_ids', 'drop_duplicate_rows', 'normalise', 'load_source', 'shape_of',
+           'class_names_of', 'to_pairs', 'as_pairs', 'as_texts', 'labelled_pairs_from_lists', 'positives_by_query',
+           'split_by_query', 'sample_pairs', 'sample_pair_tasks', 'length_report', 'clip_text', 'clip_texts',
+           'as_candidate_lists', 'rows_from_lists', 'EvalSample', 'eval_samples_from_lists']
 
 # %% ../nbs/01_data.ipynb #cd36a823
 class DataError(ValueError):
@@ -127,6 +127,13 @@ def _read_hub(name: str, subset: str|None, split: str) -> datasets.Dataset:
         raise DataError(f"{name}: could not load split '{split}' from the Hugging Face Hub "
                         f"({type(e).__name__}: {e}).{hint}") from None
 
+def check_local_source(source, # a path, a Hub id, or rows in memory
+                      ):
+    "Refuse, naming it, a source meant as a local path (not a Hub id) that is not there."
+    meant_as_path = isinstance(source, Path) or isinstance(source, str) and _looks_like_path(source)
+    if meant_as_path and not Path(source).expanduser().exists():
+        raise DataError(f"{source}: no such file or folder.")
+
 # %% ../nbs/01_data.ipynb #5f09b015
 def read_source(source, # path, Hub id, dict of lists, DataFrame or Dataset
                 subset: str|None=None, # Hub dataset configuration
@@ -138,10 +145,9 @@ def read_source(source, # path, Hub id, dict of lists, DataFrame or Dataset
     if isinstance(source, dict): return pd.DataFrame(source)
     if isinstance(source, datasets.DatasetDict): source = source[split]
     if isinstance(source, datasets.Dataset): return source.to_pandas()
+    check_local_source(source)
     path = Path(source).expanduser()
-    if path.exists(): data = read_file(path, table)
-    elif _looks_like_path(str(source)): raise DataError(f"{source}: no such file or folder.")
-    else: data = _read_hub(str(source), subset, split)
+    data = read_file(path, table) if path.exists() else _read_hub(str(source), subset, split)
     if isinstance(data, datasets.DatasetDict): data = data[split]
     return data.to_pandas() if isinstance(data, datasets.Dataset) else data
 

@@ -30,7 +30,8 @@ def test_sweep_keeps_going_past_a_failure_skips_finished_runs_and_forces(tmp_pat
     sweep = _write_sweep(tmp_path/"sweep.yaml", runs_dir, runs, tiny_bert, tiny_embedder)
 
     assert main(["sweep", str(sweep)]) == 1
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "failed broken in 0 s" in out, out # refused before a kernel started
     assert "Failed runs: broken " in err and "good-a" not in err
     for name in ("good-a", "good-b"):
         folder = runs_dir/name
@@ -49,8 +50,7 @@ def test_sweep_keeps_going_past_a_failure_skips_finished_runs_and_forces(tmp_pat
     failed = runs_dir/"broken.failed"
     assert json.loads((failed/"batch.json").read_text())["status"] == "failed"
     assert "missing.jsonl: no such file or folder" in (failed/"error.txt").read_text()
-    partial = json.loads((failed/"pipeline.ipynb").read_text())
-    assert any(o.get("output_type") == "error" for c in partial["cells"] if c["cell_type"] == "code" for o in c["outputs"])
+    assert not (failed/"pipeline.ipynb").exists(), "a missing file is refused before a kernel starts"
     assert _running_records(runs_dir) == [] and not list(runs_dir.glob(".*"))
 
     # again: the finished runs are skipped (same metrics.json), the failed one is tried again
@@ -62,12 +62,16 @@ def test_sweep_keeps_going_past_a_failure_skips_finished_runs_and_forces(tmp_pat
 
     # a failing re-run of a finished run (other parameters, same name) leaves the finished run byte for byte
     finished = {f: (runs_dir/"good-a"/f).read_bytes() for f in ("metrics.json", "batch.json", "pipeline.ipynb")}
-    failing_a = _write_sweep(tmp_path/"failing_a.yaml", runs_dir, [{"name": "good-a", "source": str(tmp_path/"missing.jsonl")}],
+    # ... here failing in its kernel (a file with no known columns): the partial notebook shows the failed cell
+    (tmp_path/"wrong.jsonl").write_text('{"title": "a", "body": "b"}\n')
+    failing_a = _write_sweep(tmp_path/"failing_a.yaml", runs_dir, [{"name": "good-a", "source": str(tmp_path/"wrong.jsonl")}],
                              tiny_bert, tiny_embedder)
     assert main(["sweep", str(failing_a)]) == 1
     assert f"{runs_dir/'good-a'} is kept until it finishes: other parameters" in capsys.readouterr().out
     assert {f: (runs_dir/"good-a"/f).read_bytes() for f in finished} == finished
-    assert "missing.jsonl" in (runs_dir/"good-a.failed"/"error.txt").read_text()
+    assert "wrong.jsonl" in (runs_dir/"good-a.failed"/"error.txt").read_text()
+    partial = json.loads((runs_dir/"good-a.failed"/"pipeline.ipynb").read_text())
+    assert any(o.get("output_type") == "error" for c in partial["cells"] if c["cell_type"] == "code" for o in c["outputs"])
     assert _running_records(runs_dir) == []
 
     # --force re-executes a finished run (a sweep file that lists only good-a, same runs_dir); success removes good-a.failed
