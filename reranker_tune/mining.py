@@ -10,6 +10,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pandas as pd
+from fastcore.meta import delegates
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import mine_hard_negatives
 from sentence_transformers.util import hard_negatives
@@ -208,6 +209,8 @@ def _documents_column(mined: datasets.Dataset) -> datasets.Dataset:
     return mined
 
 # %% ../nbs/02_mining.ipynb #b99573e3
+@delegates(mine_hard_negatives, keep=True, # what it passes on, in the signature
+           but=["anchor_column_name", "positive_column_name", "as_triplets", "margin"])
 def mine_negatives(pairs, # `query`, `answer` rows (the training split), or what `as_pairs` takes
                    embedder: SentenceTransformer, # the retriever used to find look-alikes
                    # candidate documents (list, Column, ...); None: the answers in `pairs`
@@ -233,8 +236,7 @@ def mine_negatives(pairs, # `query`, `answer` rows (the training split), or what
                    batch_size: int=64, # embedding batch size
                    verbose: bool=False, # print mining statistics
                    seed: int=12, # shuffles the mixed hard and random rows
-                   # anything else `mine_hard_negatives` takes (max_score, include_positives, ...)
-                   **kwargs,
+                   **kwargs, # passed on to `mine_hard_negatives`: its names, in the signature
                   ) -> datasets.Dataset: # rows in `output_format`
     "Mine hard (and optionally random) negatives with sentence-transformers' `mine_hard_negatives`."
     pairs, corpus = as_pairs(pairs), as_texts(corpus)

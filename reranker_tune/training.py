@@ -9,6 +9,7 @@ from pathlib import Path
 import torch, datasets, transformers
 from torch.utils.data import RandomSampler
 from huggingface_hub import hf_hub_download
+from fastcore.meta import delegates
 from transformers import EarlyStoppingCallback, TrainerCallback, ProgressCallback, PrinterCallback
 from accelerate.utils import extract_model_from_parallel
 from transformers.trainer_utils import get_last_checkpoint
@@ -440,6 +441,7 @@ def _report_best(evaluator, state):
     print(f"best checkpoint: step {state.best_global_step}, dev {metric} {state.best_metric:.4f}")
 
 # %% ../nbs/04_training.ipynb #cb88342a
+@delegates(training_arguments, keep=True, but=["has_eval", "train_datasets"])
 def fine_tune(model: CrossEncoder, # from `load_reranker(base, loss=...)`; trained in place
               # rows in the loss's format, or a dict of datasets by name
               train_dataset: datasets.Dataset|dict,
@@ -463,8 +465,7 @@ def fine_tune(model: CrossEncoder, # from `load_reranker(base, loss=...)`; train
               callbacks: list|None=None, # extra `TrainerCallback`s
               # write the trainer's state (log history, best step) here
               state_file: str|Path|None=None,
-              # `training_arguments` options: epochs, batch_size, learning_rate, eval_steps, ...
-              **kwargs,
+              **kwargs, # `training_arguments`' options (in the signature), any trainer field
              # the trained model (the best checkpoint when there is an evaluation)
              ) -> CrossEncoder:
     "Train with the CrossEncoderTrainer on trusted defaults, then save (and push) the model once."
