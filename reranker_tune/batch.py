@@ -23,8 +23,8 @@ from .run_folder import RunFolder, run_folders, Judgement, SYSTEMS
 # %% auto #0
 __all__ = ['KERNEL_LOG', 'SOURCE_PARAMETERS', 'pipeline_parameters', 'coerce_parameters', 'parse_param', 'run_name',
            'expand_sweep', 'load_sweep', 'driver_notebook', 'pipeline_notebook', 'check_notebook_parameters',
-           'offline_aware_environment', 'is_finished', 'RunInterrupted', 'execute_run', 'run_sweep', 'read_run',
-           'leaderboard', 'plot_leaderboard', 'save_leaderboard']
+           'offline_aware_environment', 'is_finished', 'RunInterrupted', 'execute_run', 'run_sweep', 'sweep_report',
+           'read_run', 'leaderboard', 'plot_leaderboard', 'leaderboard_markdown', 'save_leaderboard']
 
 # %% ../nbs/07_batch.ipynb #f0e0b24a
 def pipeline_parameters() -> dict[str, dataclasses.Field]: # name -> field of the job's `JobConfig`
@@ -431,7 +431,7 @@ def run_sweep(configs: dict[str, dict], # run name -> parameters, e.g. from `loa
                 for name, params in configs.items()}
 
 # %% ../nbs/07_batch.ipynb #e697ef02
-def _report(statuses: dict[str, str], # from `run_sweep`
+def sweep_report(statuses: dict[str, str], # from `run_sweep`
             runs_dir: str|Path) -> int: # the exit status: 1 when any run failed
     "Print the sweep's outcome and name the failed runs."
     counts = {s: sum(v == s for v in statuses.values()) for s in ("finished", "skipped", "failed")}
@@ -557,7 +557,7 @@ def plot_leaderboard(table: pd.DataFrame, # from `leaderboard`
     return fig
 
 # %% ../nbs/07_batch.ipynb #4b09d7e8
-def _markdown(table: pd.DataFrame, # from `leaderboard`
+def leaderboard_markdown(table: pd.DataFrame, # from `leaderboard`
              ) -> str:
     "The leaderboard as a markdown table: scores rounded to four decimals, parameters untouched."
     parameters = table.attrs.get("parameters", [])
@@ -572,7 +572,7 @@ def save_leaderboard(runs_dir: str|Path, # a folder of run folders
     table, out = leaderboard(runs_dir, metric), Path(out or runs_dir)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out/"leaderboard.csv")
-    (out/"leaderboard.md").write_text(_markdown(table))
+    (out/"leaderboard.md").write_text(leaderboard_markdown(table))
     fig = plot_leaderboard(table, metric)
     fig.savefig(out/"leaderboard.png", dpi=120); plt.close(fig)
     return table

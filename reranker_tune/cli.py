@@ -10,7 +10,7 @@ import reranker_tune
 from .core import check_run_name, ConfigError, ModelNotFound
 from .config import JobConfig
 from .batch import (coerce_parameters, parse_param, run_name, load_sweep, run_sweep,
-    RunInterrupted, save_leaderboard, _report, _markdown) # _report: a sweep's last lines and status
+    RunInterrupted, save_leaderboard, sweep_report, leaderboard_markdown)
 
 # %% auto #0
 __all__ = ['read_documents', 'main']
@@ -174,12 +174,12 @@ def main(argv: list[str]|None=None, # the arguments after the program name; None
     try:
         if args.command == "train": return _train(args)
         if args.command == "leaderboard":
-            print(_markdown(save_leaderboard(args.runs_dir, args.metric, args.out))); return 0
+            print(leaderboard_markdown(save_leaderboard(args.runs_dir, args.metric, args.out))); return 0
         if args.command == "rerank": return _rerank(args)
         if args.command == "serve": return _serve(args)
         configs, runs_dir = _configs(args)
         statuses = run_sweep(configs, runs_dir, args.notebook, args.force, not args.quiet)
-        return _report(statuses, runs_dir)
+        return sweep_report(statuses, runs_dir)
     except (ValueError, OSError, ModelNotFound) as error:
         print(f"reranker-tune: error: {' '.join(str(error).split())}", file=sys.stderr); return 2
     except KeyboardInterrupt as interrupted:
