@@ -195,7 +195,7 @@ def read(cls: Judgement, run_dir: str|Path, # a run folder (e.g. runs/demo)
                {k: metrics[k] for k in SYSTEMS if k in metrics}, metrics.get("dev"),
                metrics.get("shipped_vs_retriever"), fusion.get("weight"),
                fusion.get("dev_ndcg@10_by_weight") or {}, metrics.get("training") or {},
-               metrics.get("seconds") or {}, metrics.get("format", 1))
+               metrics.get("seconds") or {}, JUDGEMENT_FORMAT) # read_metrics refused any other
 
 # %% ../nbs/05c_run_folder.ipynb #507a9d3b
 @patch
