@@ -1,12 +1,12 @@
 "Each notebook is a chapter and a test: run it as nbdev_test does (cells flagged slow or gpu are skipped)."
-import configparser, contextlib, importlib, io, multiprocessing, os, sys
+import contextlib, importlib, io, multiprocessing, os, sys
 from pathlib import Path
 import pytest
+from nbdev.config import get_config
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.name for p in (ROOT/"nbs").glob("[0-9]*.ipynb")) + ["index.ipynb"]
-SKIP_FLAGS = configparser.ConfigParser(); SKIP_FLAGS.read(ROOT/"settings.ini")
-SKIP_FLAGS = SKIP_FLAGS["DEFAULT"]["tst_flags"].split() # what nbdev_test skips: gpu slow
+SKIP_FLAGS = get_config(path=ROOT).tst_flags.split() # what nbdev_test skips (gpu slow), read as it reads it
 # Imported once per pytest worker; each chapter runs in a fork of the worker that starts with them, which spares
 # every chapter the 7-9 s a fresh process spends importing them (and exiting), and keeps chapters apart.
 PRELOADED = ("torch", "transformers", "sentence_transformers", "datasets", "pandas", "matplotlib.pyplot",
@@ -33,7 +33,8 @@ def run_chapter(path: Path) -> tuple[bool, str]: # passed, the traceback's tail
     try:
         if not receiver.poll(900): return False, f"{path.name} ran past 900 s"
         return receiver.recv()
-    except EOFError: return False, f"the chapter's process died (exit code {child.join(5) or child.exitcode})"
+    except EOFError:
+        child.join(5); return False, f"the chapter's process died (exit code {child.exitcode})"
     finally:
         if child.is_alive(): child.kill()
         child.join()
