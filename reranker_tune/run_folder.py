@@ -131,9 +131,7 @@ def write_metrics(self: RunFolder, metrics: dict, # the judgement: verdict, rows
 def read_metrics(self: RunFolder) -> dict:
     "The run's metrics.json, or a one-line `ValueError` naming the file (not JSON, or newer)."
     path = self.metrics_path
-    try: metrics = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e}); re-run it or move it away") from None
+    metrics = read_json(path) # not JSON, not UTF-8, not there: names the file (and line)
     if not isinstance(metrics, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(metrics).__name__}")
     _checked_format(metrics, JUDGEMENT_FORMAT, path)

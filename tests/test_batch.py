@@ -274,7 +274,7 @@ ROWS = json.dumps({RETRIEVER: {"ndcg@10": 0.7}, CROSS_ENCODER: {"ndcg@10": 0.8}}
 SHIPS_IT = json.dumps({"shipped": CROSS_ENCODER})[:-1] + ", "
 
 @pytest.mark.parametrize("content, message", [
-    (json.dumps({RETRIEVER: {"ndcg@10": 0.7}})[:-2], "metrics.json: not valid JSON ("),
+    (json.dumps({RETRIEVER: {"ndcg@10": 0.7}})[:-2], "metrics.json: line 1 is not valid JSON ("),
     (SHIPS_IT + json.dumps({CROSS_ENCODER: {"ndcg@10": 0.8}})[1:], f"metrics.json: missing key(s) ['{RETRIEVER}']"),
     ('[1, 2]', "metrics.json: expected a JSON object, got list"),
     (SHIPS_IT + ROWS + ', "dev": [1]}', 'metrics.json: "dev" must be null or')])
