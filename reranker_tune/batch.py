@@ -96,6 +96,7 @@ def _entry_name(given: str, # the name a listed run was given
     return f"{given}_{run_name(params, grid_keys)}" if grid_keys else str(given)
 
 def _name_configs(entries: list[tuple], # (given name or None, parameters, grid point)
+                  where: str="the sweep", # named in errors, e.g. the file
                  ) -> dict[str, dict]: # run name -> parameters
     "Name every configuration; names that would collide get the configuration's digest."
     vary = _varying([p for _, p, _ in entries])
@@ -107,7 +108,7 @@ def _name_configs(entries: list[tuple], # (given name or None, parameters, grid 
                                                                                       entries)]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"The sweep lists the same configuration more than once: {duplicates}")
+        raise ValueError(f"{where}: the same configuration is listed more than once: {duplicates}")
     return {n: p for n, (_, p, _) in zip(names, entries)}
 
 # %% ../nbs/07_batch.ipynb #5c0e11a2
@@ -145,7 +146,7 @@ def expand_sweep(spec: dict, # the sweep file's content: `base`, `grid`, `runs`,
                 coerce_parameters({**base, **{k: v for k, v in e.items() if k != "name"}, **point},
                                   where), point)
                for e in entries for point in _grid_points(spec.get("grid") or {})]
-    return _name_configs(configs)
+    return _name_configs(configs, where)
 
 # %% ../nbs/07_batch.ipynb #d812a052
 def load_sweep(path: str|Path, # a sweep YAML file
