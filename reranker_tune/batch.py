@@ -96,6 +96,7 @@ def _entry_name(given: str, # the name a listed run was given
     return f"{given}_{run_name(params, grid_keys)}" if grid_keys else str(given)
 
 def _name_configs(entries: list[tuple], # (given name or None, parameters, grid point)
+                  where: str="the sweep", # named in errors, e.g. the file
                  ) -> dict[str, dict]: # run name -> parameters
     "Name every configuration; names that would collide get the configuration's digest."
     vary = _varying([p for _, p, _ in entries])
@@ -107,7 +108,7 @@ def _name_configs(entries: list[tuple], # (given name or None, parameters, grid 
                                                                                       entries)]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"The sweep lists the same configuration more than once: {duplicates}")
+        raise ValueError(f"{where}: the same configuration is listed more than once: {duplicates}")
     return {n: p for n, (_, p, _) in zip(names, entries)}
 
 # %% ../nbs/07_batch.ipynb #5c0e11a2
@@ -133,6 +134,13 @@ def _check_sweep(spec, # the sweep file's content
         raise ValueError(f"{where}: empty sweep: no `base`, `grid` or `runs`")
 
 # %% ../nbs/07_batch.ipynb #aeb7550b
+def _entry_where(where: str, # the sweep, e.g. its file
+                 index: int, # the entry's place in `runs`, from 0
+                 entry: dict, # the entry
+                ) -> str: # e.g. "sweeps/x.yaml, `runs` entry 2 (faq)"
+    "How errors name one entry of a sweep's `runs`: the file, its place (from 1), its name if any."
+    return f"{where}, `runs` entry {index + 1}" + (f" ({entry['name']})" if entry.get("name") else "")
+
 def expand_sweep(spec: dict, # the sweep file's content: `base`, `grid`, `runs`, `runs_dir`
                  where: str="the sweep", # named in errors, e.g. the file
                 ) -> dict[str, dict]: # run name -> `run_pipeline` parameters
@@ -141,11 +149,12 @@ def expand_sweep(spec: dict, # the sweep file's content: `base`, `grid`, `runs`,
     base, entries = spec.get("base") or {}, spec.get("runs") or [{}]
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ValueError(f"{where}: `runs` must be a list of mappings")
+    label = lambda i, e: _entry_where(where, i, e) if spec.get("runs") else where
     configs = [(e.get("name"),
                 coerce_parameters({**base, **{k: v for k, v in e.items() if k != "name"}, **point},
-                                  where), point)
-               for e in entries for point in _grid_points(spec.get("grid") or {})]
-    return _name_configs(configs)
+                                  label(i, e)), point)
+               for i, e in enumerate(entries) for point in _grid_points(spec.get("grid") or {})]
+    return _name_configs(configs, where)
 
 # %% ../nbs/07_batch.ipynb #d812a052
 def load_sweep(path: str|Path, # a sweep YAML file
