@@ -65,12 +65,13 @@ def build_eval_set(pairs: datasets.Dataset, # held-out `query`, `answer` rows
                    top_k: int=30, # documents retrieved (and reranked) per query
                    batch_size: int=64, # embedding batch size
                    # `embed_documents(corpus)` from an earlier call, to search it without encoding it
-                   # again; used when `corpus` already holds every positive (nothing is added)
+                   # again; used when `corpus` holds every positive once (nothing added or dropped)
                    corpus_embeddings=None,
                   ) -> list[EvalSample]: # one per query, with retriever_scores
     "The retriever's top-k for each held-out query, with that query's positives."
     positives, searched = positives_by_query(pairs, corpus)
-    if corpus_embeddings is None or not len(searched) == len(corpus) == len(corpus_embeddings):
+    given = corpus_embeddings is not None and searched == list(corpus) # none added, no duplicate
+    if not given or len(corpus_embeddings) != len(searched):
         corpus_embeddings = embed_documents(searched, embedder, batch_size, show_progress_bar=True)
     queries, corpus = list(positives), searched
     hits = semantic_search(embed_documents(queries, embedder, batch_size), corpus_embeddings,
@@ -98,7 +99,8 @@ def _judgements(sample: dict, # one eval-set sample
         raise ValueError(f"Sample {index}: {len(gains)} gains for {len(sample['documents'])} "
                          "documents.")
     if not np.all(gains == np.round(gains)) or gains.min(initial=0) < 0:
-        raise ValueError(f"Sample {index}: gains must be non-negative integers, got {list(gains)}.")
+        raise ValueError(f"Sample {index}: gains must be non-negative integers, "
+                         f"got {gains.tolist()}.")
     return relevant, missed, gains.astype(int), [int(g) for g in sample.get("missing_gains", [])]
 
 # %% ../nbs/05_evaluation.ipynb #2889e0ae
@@ -368,7 +370,7 @@ def bootstrap_ci(values, # one number per query
     values = np.asarray(values, dtype=float)
     if len(values) < 2 or np.isnan(values).any():
         raise ValueError("A confidence interval needs at least 2 values and no NaN, got "
-                         f"{len(values)} value(s).")
+                         f"{len(values)} value(s), {int(np.isnan(values).sum())} NaN.")
     if np.ptp(values) == 0: return float(values[0]), float(values[0])
     ci = scipy.stats.bootstrap((values,), np.mean, confidence_level=confidence,
                                n_resamples=n_resamples,
