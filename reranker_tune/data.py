@@ -142,9 +142,9 @@ def read_source(source, # path, Hub id, dict of lists, DataFrame or Dataset
                ) -> pd.DataFrame: # the rows as read, not yet checked
     "Read rows from any supported source into a DataFrame."
     if isinstance(source, pd.DataFrame): return source.reset_index(drop=True)
-    if isinstance(source, dict): return pd.DataFrame(source)
-    if isinstance(source, datasets.DatasetDict): source = source[split]
+    if isinstance(source, datasets.DatasetDict): source = source[split] # a dict too: check it first
     if isinstance(source, datasets.Dataset): return source.to_pandas()
+    if isinstance(source, dict): return pd.DataFrame(source)
     check_local_source(source)
     path = Path(source).expanduser()
     data = read_file(path, table) if path.exists() else _read_hub(str(source), subset, split)
