@@ -709,9 +709,9 @@ def _gains_from_grades(lists: pd.DataFrame, grade_range, where: str) -> list|Non
     if grade_range is None:
         raise DataError(f"{where}: has grades; declare their range, e.g. grade_range=(1, 4).")
     low, high = grade_range
-    negatives = lists.get("negative_grades", [None]*len(lists))
-    rows = [list(p) + list(n if n is not None else [])
-            for p, n in zip(lists["positive_grades"], negatives)]
+    negatives = lists.get("negative_grades", [None]*len(lists)) # ungraded: the lowest grade
+    rows = [list(p) + (list(n) if n is not None else [low]*len(texts))
+            for p, n, texts in zip(lists["positive_grades"], negatives, lists["negative"])]
     bad = [i for i, g in enumerate(rows)
            if any(x is None or x != int(x) or not low <= x <= high for x in g)]
     if bad:
