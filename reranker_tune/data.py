@@ -703,6 +703,10 @@ class EvalSample(TypedDict):
     gains: NotRequired[list[int]] # graded data: each document's gain (grade - lowest grade)
 
 # %% ../nbs/01_data.ipynb #a2c67800
+def _is_grade(x, low, high) -> bool:
+    "Whether `x` is a whole number from `low` to `high` (not None, NaN, infinite or text)."
+    return isinstance(x, (int, float, np.number)) and float(x).is_integer() and low <= x <= high
+
 def _gains_from_grades(lists: pd.DataFrame, grade_range, where: str) -> list|None:
     "Per row, the gains of positives then negatives, checked against `grade_range`; or None."
     if "positive_grades" not in lists.columns: return None
@@ -712,8 +716,7 @@ def _gains_from_grades(lists: pd.DataFrame, grade_range, where: str) -> list|Non
     negatives = lists.get("negative_grades", [None]*len(lists)) # ungraded: the lowest grade
     rows = [list(p) + (list(n) if n is not None else [low]*len(texts))
             for p, n, texts in zip(lists["positive_grades"], negatives, lists["negative"])]
-    bad = [i for i, g in enumerate(rows)
-           if any(x is None or x != int(x) or not low <= x <= high for x in g)]
+    bad = [i for i, g in enumerate(rows) if not all(_is_grade(x, low, high) for x in g)]
     if bad:
         raise DataError(f"{where}: rows {bad[:5]}{' ...' if len(bad) > 5 else ''} ({len(bad)} in "
                         f"all) have grades outside the declared range {low}..{high} or not whole "
