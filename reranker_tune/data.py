@@ -11,7 +11,7 @@ from importlib.resources import files
 import numpy as np, pandas as pd
 import datasets
 from sentence_transformers.util.dataset import DEFAULT_LABEL_COLUMNS
-from .core import hub_is_offline, read_json
+from .core import hub_is_offline, read_json, ConfigError
 
 # %% auto #0
 __all__ = ['SHAPES', 'OPTIONAL_COLUMNS', 'ALIASES', 'PAIR_LABEL_ALIASES', 'SAMPLE_CLASSES', 'CHARACTERS_PER_TOKEN',
@@ -731,6 +731,8 @@ def eval_samples_from_lists(lists: pd.DataFrame, # candidate lists, one row per 
                             where: str="candidate lists", # named in errors
                            ) -> list[EvalSample]: # one sample per query, every candidate kept
     "Evaluation samples from labelled candidate lists, in a random or the given order."
+    if order not in ("random", "given"):
+        raise ConfigError(f"order={order!r}: 'random' or 'given' is allowed.")
     gains, rng, samples = _gains_from_grades(lists, grade_range,
                                              where), np.random.default_rng(seed), []
     for i, (q, pos, neg) in enumerate(zip(lists["query"], lists["positive"], lists["negative"])):
