@@ -113,9 +113,12 @@ def read_file(path: str|Path, # CSV, TSV, JSON(L), Parquet, Arrow, SQLite (or .g
                     "Arrow or SQLite.")
 
 # %% ../nbs/01_data.ipynb #2d35a722
+# files people have that `read_file` does not read: a missing one is a missing file, not a Hub id
+_OTHER_FILE_SUFFIXES = {".txt", ".xlsx", ".xls", ".ods", ".xml", ".html", ".zip", ".pkl"}
+
 def _looks_like_path(source: str) -> bool:
     "Whether `source` is meant as a local path rather than a Hub id."
-    suffixes = _TEXT_SUFFIXES | _SQLITE_SUFFIXES | {".parquet", ".arrow"}
+    suffixes = _TEXT_SUFFIXES | _SQLITE_SUFFIXES | {".parquet", ".arrow"} | _OTHER_FILE_SUFFIXES
     return source.startswith((".", "/", "~")) or _suffix(Path(source)) in suffixes
 
 def _read_hub(name: str, subset: str|None, split: str) -> datasets.Dataset:
