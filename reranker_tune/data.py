@@ -138,6 +138,12 @@ def check_local_source(source, # a path, a Hub id, or rows in memory
         raise DataError(f"{source}: no such file or folder.")
 
 # %% ../nbs/01_data.ipynb #5f09b015
+def _dataset_rows(ds: datasets.Dataset) -> pd.DataFrame:
+    "The rows of `ds`; the names of a `ClassLabel` `label` are kept in `attrs['class_names']`."
+    df, label = ds.to_pandas(), ds.features.get("label")
+    if isinstance(label, datasets.ClassLabel): df.attrs["class_names"] = list(label.names)
+    return df
+
 def read_source(source, # path, Hub id, dict of lists, DataFrame or Dataset
                 subset: str|None=None, # Hub dataset configuration
                 split: str="train", # Hub split, or the split of a saved DatasetDict
@@ -146,13 +152,13 @@ def read_source(source, # path, Hub id, dict of lists, DataFrame or Dataset
     "Read rows from any supported source into a DataFrame."
     if isinstance(source, pd.DataFrame): return source.reset_index(drop=True)
     if isinstance(source, datasets.DatasetDict): source = source[split] # a dict too: check it first
-    if isinstance(source, datasets.Dataset): return source.to_pandas()
+    if isinstance(source, datasets.Dataset): return _dataset_rows(source)
     if isinstance(source, dict): return pd.DataFrame(source)
     check_local_source(source)
     path = Path(source).expanduser()
     data = read_file(path, table) if path.exists() else _read_hub(str(source), subset, split)
     if isinstance(data, datasets.DatasetDict): data = data[split]
-    return data.to_pandas() if isinstance(data, datasets.Dataset) else data
+    return _dataset_rows(data) if isinstance(data, datasets.Dataset) else data
 
 # %% ../nbs/01_data.ipynb #ae2df1ed
 SHAPES = {"pairs": ["query", "answer"],
@@ -454,8 +460,9 @@ def load_source(source, # path, Hub id, dict of lists, DataFrame or Dataset
                ) -> datasets.Dataset: # canonical columns, validated, without duplicates
     "Load any supported source as a validated dataset in one of the canonical shapes."
     name = str(source) if isinstance(source, (str, Path)) else type(source).__name__
-    df, shape = normalise(read_source(source, subset, split, table), name, column_mapping,
-                          extra_columns, class_names, score_range)
+    rows = read_source(source, subset, split, table)
+    class_names = class_names or rows.attrs.get("class_names") # a saved ClassLabel's, if any
+    df, shape = normalise(rows, name, column_mapping, extra_columns, class_names, score_range)
     ds = datasets.Dataset.from_pandas(df, preserve_index=False)
     if shape == "classified_pairs":
         ds = ds.cast_column("label", datasets.ClassLabel(names=df.attrs["class_names"]))
