@@ -58,6 +58,8 @@ def resolved_precision(precision: str|None, # asked for; None: the device's
                        scoring: bool=False, # the precision it scores in, not trains in
                       ) -> str: # "bf16", "fp16" or "fp32"
     "The precision asked for, else the device's (`detect_precision`, `detect_scoring_precision`)."
+    if precision and precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: one of {PRECISIONS} is allowed.")
     if precision: return precision
     return detect_scoring_precision(device) if scoring else detect_precision(device)
 

@@ -11,7 +11,7 @@ from importlib.resources import files
 import numpy as np, pandas as pd
 import datasets
 from sentence_transformers.util.dataset import DEFAULT_LABEL_COLUMNS
-from .core import hub_is_offline, read_json
+from .core import hub_is_offline, read_json, ConfigError
 
 # %% auto #0
 __all__ = ['SHAPES', 'OPTIONAL_COLUMNS', 'ALIASES', 'PAIR_LABEL_ALIASES', 'SAMPLE_CLASSES', 'CHARACTERS_PER_TOKEN',
@@ -113,9 +113,12 @@ def read_file(path: str|Path, # CSV, TSV, JSON(L), Parquet, Arrow, SQLite (or .g
                     "Arrow or SQLite.")
 
 # %% ../nbs/01_data.ipynb #2d35a722
+# files people have that `read_file` does not read: a missing one is a missing file, not a Hub id
+_OTHER_FILE_SUFFIXES = {".txt", ".xlsx", ".xls", ".ods", ".xml", ".html", ".zip", ".pkl"}
+
 def _looks_like_path(source: str) -> bool:
     "Whether `source` is meant as a local path rather than a Hub id."
-    suffixes = _TEXT_SUFFIXES | _SQLITE_SUFFIXES | {".parquet", ".arrow"}
+    suffixes = _TEXT_SUFFIXES | _SQLITE_SUFFIXES | {".parquet", ".arrow"} | _OTHER_FILE_SUFFIXES
     return source.startswith((".", "/", "~")) or _suffix(Path(source)) in suffixes
 
 def _read_hub(name: str, subset: str|None, split: str) -> datasets.Dataset:
@@ -135,6 +138,12 @@ def check_local_source(source, # a path, a Hub id, or rows in memory
         raise DataError(f"{source}: no such file or folder.")
 
 # %% ../nbs/01_data.ipynb #5f09b015
+def _dataset_rows(ds: datasets.Dataset) -> pd.DataFrame:
+    "The rows of `ds`; the names of a `ClassLabel` `label` are kept in `attrs['class_names']`."
+    df, label = ds.to_pandas(), ds.features.get("label")
+    if isinstance(label, datasets.ClassLabel): df.attrs["class_names"] = list(label.names)
+    return df
+
 def read_source(source, # path, Hub id, dict of lists, DataFrame or Dataset
                 subset: str|None=None, # Hub dataset configuration
                 split: str="train", # Hub split, or the split of a saved DatasetDict
@@ -142,14 +151,14 @@ def read_source(source, # path, Hub id, dict of lists, DataFrame or Dataset
                ) -> pd.DataFrame: # the rows as read, not yet checked
     "Read rows from any supported source into a DataFrame."
     if isinstance(source, pd.DataFrame): return source.reset_index(drop=True)
+    if isinstance(source, datasets.DatasetDict): source = source[split] # a dict too: check it first
+    if isinstance(source, datasets.Dataset): return _dataset_rows(source)
     if isinstance(source, dict): return pd.DataFrame(source)
-    if isinstance(source, datasets.DatasetDict): source = source[split]
-    if isinstance(source, datasets.Dataset): return source.to_pandas()
     check_local_source(source)
     path = Path(source).expanduser()
     data = read_file(path, table) if path.exists() else _read_hub(str(source), subset, split)
     if isinstance(data, datasets.DatasetDict): data = data[split]
-    return data.to_pandas() if isinstance(data, datasets.Dataset) else data
+    return _dataset_rows(data) if isinstance(data, datasets.Dataset) else data
 
 # %% ../nbs/01_data.ipynb #ae2df1ed
 SHAPES = {"pairs": ["query", "answer"],
@@ -451,8 +460,9 @@ def load_source(source, # path, Hub id, dict of lists, DataFrame or Dataset
                ) -> datasets.Dataset: # canonical columns, validated, without duplicates
     "Load any supported source as a validated dataset in one of the canonical shapes."
     name = str(source) if isinstance(source, (str, Path)) else type(source).__name__
-    df, shape = normalise(read_source(source, subset, split, table), name, column_mapping,
-                          extra_columns, class_names, score_range)
+    rows = read_source(source, subset, split, table)
+    class_names = class_names or rows.attrs.get("class_names") # a saved ClassLabel's, if any
+    df, shape = normalise(rows, name, column_mapping, extra_columns, class_names, score_range)
     ds = datasets.Dataset.from_pandas(df, preserve_index=False)
     if shape == "classified_pairs":
         ds = ds.cast_column("label", datasets.ClassLabel(names=df.attrs["class_names"]))
@@ -703,17 +713,20 @@ class EvalSample(TypedDict):
     gains: NotRequired[list[int]] # graded data: each document's gain (grade - lowest grade)
 
 # %% ../nbs/01_data.ipynb #a2c67800
+def _is_grade(x, low, high) -> bool:
+    "Whether `x` is a whole number from `low` to `high` (not None, NaN, infinite or text)."
+    return isinstance(x, (int, float, np.number)) and float(x).is_integer() and low <= x <= high
+
 def _gains_from_grades(lists: pd.DataFrame, grade_range, where: str) -> list|None:
     "Per row, the gains of positives then negatives, checked against `grade_range`; or None."
     if "positive_grades" not in lists.columns: return None
     if grade_range is None:
         raise DataError(f"{where}: has grades; declare their range, e.g. grade_range=(1, 4).")
     low, high = grade_range
-    negatives = lists.get("negative_grades", [None]*len(lists))
-    rows = [list(p) + list(n if n is not None else [])
-            for p, n in zip(lists["positive_grades"], negatives)]
-    bad = [i for i, g in enumerate(rows)
-           if any(x is None or x != int(x) or not low <= x <= high for x in g)]
+    negatives = lists.get("negative_grades", [None]*len(lists)) # ungraded: the lowest grade
+    rows = [list(p) + (list(n) if n is not None else [low]*len(texts))
+            for p, n, texts in zip(lists["positive_grades"], negatives, lists["negative"])]
+    bad = [i for i, g in enumerate(rows) if not all(_is_grade(x, low, high) for x in g)]
     if bad:
         raise DataError(f"{where}: rows {bad[:5]}{' ...' if len(bad) > 5 else ''} ({len(bad)} in "
                         f"all) have grades outside the declared range {low}..{high} or not whole "
@@ -728,6 +741,8 @@ def eval_samples_from_lists(lists: pd.DataFrame, # candidate lists, one row per 
                             where: str="candidate lists", # named in errors
                            ) -> list[EvalSample]: # one sample per query, every candidate kept
     "Evaluation samples from labelled candidate lists, in a random or the given order."
+    if order not in ("random", "given"):
+        raise ConfigError(f"order={order!r}: 'random' or 'given' is allowed.")
     gains, rng, samples = _gains_from_grades(lists, grade_range,
                                              where), np.random.default_rng(seed), []
     for i, (q, pos, neg) in enumerate(zip(lists["query"], lists["positive"], lists["negative"])):
