@@ -608,10 +608,10 @@ def sample_pair_tasks(seed: int=12, # which same-topic and off-topic answers are
                      ) -> dict[str, datasets.Dataset]:
     "Pair classification and similarity rows from the bundled sample: three answers per question."
     df, rng, rows = sample_pairs(with_topic=True).to_pandas(), random.Random(seed), []
-    by_topic = df.groupby("topic").indices
-    for i, (question, answer, topic) in enumerate(zip(df["query"], df["answer"], df["topic"])):
+    by_topic, topics = df.groupby("topic").indices, df["topic"].tolist()
+    for i, (question, answer, topic) in enumerate(zip(df["query"], df["answer"], topics)):
         same = rng.choice([j for j in by_topic[topic] if j != i])
-        other = rng.choice([j for j in range(len(df)) if df["topic"].iat[j] != topic])
+        other = rng.choice([j for j, t in enumerate(topics) if t != topic])
         rows += [(question, answer, "answer"), (question, df["answer"].iat[same], "same topic"),
                  (question, df["answer"].iat[other], "off topic")]
     first, second, classes = map(list, zip(*rows))
