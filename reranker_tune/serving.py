@@ -88,13 +88,9 @@ def load_model(folder: str|Path, # a saved model folder
     return model if onnx_file is None else _swap_in_onnx(model, folder, onnx_file)
 
 # %% ../nbs/08_serving.ipynb #32d06299
-def _position_limit(folder: Path) -> int|None:
-    "The longest input the model in `folder` allows; None when its config does not say."
-    return position_limit(json.loads((folder/"config.json").read_text()))
-
 def _capped_max_length(folder: Path, max_length: int|None) -> int|None:
-    "`max_length`, lowered (with a warning) to the model's position limit."
-    limit = _position_limit(folder)
+    "`max_length`, lowered (with a warning) to the position limit in the model's config.json."
+    limit = position_limit(read_json(folder/"config.json", ModelFolderError))
     if max_length is None or limit is None or max_length <= limit: return max_length
     warnings.warn(f"max_length={max_length} is longer than the model's {limit} positions "
                   f"(max_position_embeddings): lowered to {limit}.")
