@@ -360,9 +360,9 @@ def rerank(query: str, # the user's question
 
 # %% ../nbs/08_serving.ipynb #a485c6fe
 def _rank_numbers(hits: list[Ranked], n: int) -> np.ndarray:
-    "Scores that give back the served order: n for the first document served, 1 for the last."
+    "Scores that give back the served order: n for the first, one less per rank, 0 if not served."
     x = np.zeros(n)
-    x[[h.id for h in hits]] = np.arange(n, 0, -1.0)
+    x[[h.id for h in hits]] = np.arange(n, n - len(hits), -1.0)
     return x
 
 # %% ../nbs/08_serving.ipynb #a1889a9f
