@@ -174,8 +174,12 @@ def _check_first_stage(scores, ids: list) -> np.ndarray:
     try: x = np.asarray(scores, dtype=float)
     except (TypeError, ValueError):
         raise ValueError("first_stage_scores must be numbers, one per document.") from None
-    if x.ndim != 1 or len(x) != len(ids):
-        raise ValueError(f"first_stage_scores: {x.size} scores for {len(ids)} documents; give one "
+    if x.ndim != 1:
+        given = "a single number" if x.ndim == 0 else f"a {x.ndim}-D array of shape {x.shape}"
+        raise ValueError(f"first_stage_scores must be a flat list, one number per document, not "
+                         f"{given}.")
+    if len(x) != len(ids):
+        raise ValueError(f"first_stage_scores: {len(x)} scores for {len(ids)} documents; give one "
                          "per document, "
                          "in their order.")
     bad = [ids[j] for j in np.flatnonzero(~np.isfinite(x))]
