@@ -140,12 +140,15 @@ class RequestBatcher:
 
     def _next_batch(self, first) -> list:
         "`first` and the queued requests after it that fit in `max_batch_pairs` with it."
-        batch, pairs = [first], len(first[0]["documents"])
-        while self.queue.qsize():
+        batch, pairs, job = [], 0, first
+        while True:
+            if not job[1].done(): # done: the client went away, and its pairs take no room
+                size = len(job[0]["documents"])
+                if batch and pairs + size > self.max_batch_pairs: self.waiting = job; break
+                batch.append(job); pairs += size
+            if not self.queue.qsize(): break
             job = self.queue.get_nowait()
-            if pairs + len(job[0]["documents"]) > self.max_batch_pairs: self.waiting = job; break
-            batch.append(job); pairs += len(job[0]["documents"])
-        return [job for job in batch if not job[1].done()] # done: the client went away
+        return batch
 
 # %% ../nbs/09_server.ipynb #e545a1a7
 @patch

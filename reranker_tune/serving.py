@@ -88,13 +88,9 @@ def load_model(folder: str|Path, # a saved model folder
     return model if onnx_file is None else _swap_in_onnx(model, folder, onnx_file)
 
 # %% ../nbs/08_serving.ipynb #32d06299
-def _position_limit(folder: Path) -> int|None:
-    "The longest input the model in `folder` allows; None when its config does not say."
-    return position_limit(json.loads((folder/"config.json").read_text()))
-
 def _capped_max_length(folder: Path, max_length: int|None) -> int|None:
-    "`max_length`, lowered (with a warning) to the model's position limit."
-    limit = _position_limit(folder)
+    "`max_length`, lowered (with a warning) to the position limit in the model's config.json."
+    limit = position_limit(read_json(folder/"config.json", ModelFolderError))
     if max_length is None or limit is None or max_length <= limit: return max_length
     warnings.warn(f"max_length={max_length} is longer than the model's {limit} positions "
                   f"(max_position_embeddings): lowered to {limit}.")
@@ -178,8 +174,12 @@ def _check_first_stage(scores, ids: list) -> np.ndarray:
     try: x = np.asarray(scores, dtype=float)
     except (TypeError, ValueError):
         raise ValueError("first_stage_scores must be numbers, one per document.") from None
-    if x.ndim != 1 or len(x) != len(ids):
-        raise ValueError(f"first_stage_scores: {x.size} scores for {len(ids)} documents; give one "
+    if x.ndim != 1:
+        given = "a single number" if x.ndim == 0 else f"a {x.ndim}-D array of shape {x.shape}"
+        raise ValueError(f"first_stage_scores must be a flat list, one number per document, not "
+                         f"{given}.")
+    if len(x) != len(ids):
+        raise ValueError(f"first_stage_scores: {len(x)} scores for {len(ids)} documents; give one "
                          "per document, "
                          "in their order.")
     bad = [ids[j] for j in np.flatnonzero(~np.isfinite(x))]
@@ -364,9 +364,9 @@ def rerank(query: str, # the user's question
 
 # %% ../nbs/08_serving.ipynb #a485c6fe
 def _rank_numbers(hits: list[Ranked], n: int) -> np.ndarray:
-    "Scores that give back the served order: n for the first document served, 1 for the last."
+    "Scores that give back the served order: n for the first, one less per rank, 0 if not served."
     x = np.zeros(n)
-    x[[h.id for h in hits]] = np.arange(n, 0, -1.0)
+    x[[h.id for h in hits]] = np.arange(n, n - len(hits), -1.0)
     return x
 
 # %% ../nbs/08_serving.ipynb #a1889a9f
