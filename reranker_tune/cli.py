@@ -93,7 +93,8 @@ def _from_config(path: str, # a run's config.yaml
                 ) -> tuple[dict, Path]: # (every job parameter but run_dir, run_dir)
     "The parameters a run's config.yaml records (its `resolved` section skipped), and its run_dir."
     values = JobConfig.from_yaml(path).as_record()
-    in_memory = [k for k, v in values.items() if isinstance(v, str) and re.fullmatch(r"<\w+>", v)]
+    recorded = re.compile(r"<\w+>|<in memory: .*>", re.S) # an in-memory source, as_record writes
+    in_memory = [k for k, v in values.items() if isinstance(v, str) and recorded.fullmatch(v)]
     if in_memory:
         raise ConfigError(f"{path}: {', '.join(in_memory)} came from memory "
                           f"({values[in_memory[0]]}), "

@@ -77,6 +77,10 @@ def loss_spec(loss, # a `LossSpec`, a loss name such as "LambdaLoss", a loss cla
     name = loss if isinstance(loss, str) else getattr(loss, "__name__", type(loss).__name__)
     if name not in LOSS_SPECS:
         raise KeyError(f"Unknown loss '{name}'; known: {', '.join(LOSS_SPECS)}.")
+    kind = loss if isinstance(loss, type) else type(loss) # a namesake (torch.nn.MSELoss) is not it
+    if issubclass(kind, torch.nn.Module) and not issubclass(kind, getattr(ce_losses, name)):
+        raise KeyError(f"{kind.__module__}.{name} is not the cross-encoder loss {name}; pass "
+                       f"sentence_transformers.cross_encoder.losses.{name} or the name '{name}'.")
     return LOSS_SPECS[name]
 
 # %% ../nbs/03_losses.ipynb #a170747d

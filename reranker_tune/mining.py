@@ -107,8 +107,10 @@ def cache_key(texts: dict, # name -> list of texts (queries, answers, corpus, ex
     "A sha256 of the texts and a canonical JSON of the parameters."
     h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
     for name in sorted(texts):
-        h.update(name.encode())
-        for t in texts[name] or []: h.update(t.encode() + b"\x00")
+        items = texts[name] or []
+        # each part carries its length, so no two different inputs feed the hash the same bytes
+        h.update(f"{len(name)}:{name}{len(items)}:".encode())
+        for t in items: h.update(f"{len(t)}:{t}".encode())
     return h.hexdigest()
 
 # %% ../nbs/02_mining.ipynb #d6ec2eaa
