@@ -119,6 +119,12 @@ def load_job_data(config: JobConfig|None=None, # checked parameters; None: the d
     if test is None: data, test = split_by_query(data, c.eval_size, c.seed).values()
     dev = load("dev_source") if c.dev_source is not None else None
     if dev is None and c.dev_size: data, dev = split_by_query(data, c.dev_size, c.seed).values()
+    words = lambda ds: ("question-answer pairs (no negatives)" if "answer" in ds.column_names
+                        else "candidate lists with negatives")
+    for name, part in (("test_source", test), ("dev_source", dev)):
+        if getattr(c, name) is not None and words(part) != words(full):
+            raise DataError(f"{_source_label(name, getattr(c, name))}: {words(part)}, but source "
+                            f"holds {words(full)}; give held-out and dev queries in its shape.")
     refuse_shared_queries({_source_label("source", c.source): data,
                            _source_label("dev_source", c.dev_source): dev,
                            _source_label("test_source", c.test_source): test})
