@@ -297,10 +297,10 @@ def _example(eval_set: list[dict], limit: int=300) -> tuple[str, list[str]]:
     usable = [s for s in eval_set if any(d in s["positive"] for d in fits(s))
               and any(d not in s["positive"] for d in fits(s))] or eval_set
     s = min(usable, key=lambda s: len(s["query"]))
-    shown = fits(s) or [textwrap.shorten(d, limit) for d in s["documents"]]
-    good = next((d for d in shown if d in s["positive"]), shown[0])
-    bad = next((d for d in shown if d not in s["positive"]), shown[-1])
-    return s["query"], [bad, good]
+    docs = sorted(s["documents"], key=lambda d: len(d) > limit) # those that fit first, in order
+    good = next((d for d in docs if d in s["positive"]), docs[0])
+    bad = next((d for d in docs if d not in s["positive"]), docs[-1])
+    return s["query"], [d if len(d) <= limit else textwrap.shorten(d, limit) for d in (bad, good)]
 
 # %% ../nbs/06_pipeline.ipynb #6d9f16c2
 def outside_client_code(model_folder: str, # the cross-encoder's folder, as a client names it
