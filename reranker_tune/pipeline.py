@@ -279,8 +279,9 @@ def run_readme(folder_name: str, config: JobConfig, summary: str, table: pd.Data
     rule = {RETRIEVER: "the retriever's order (the cross-encoder is not used)",
             CROSS_ENCODER: "the cross-encoder alone",
             FUSION: f"the fusion: {w:g} x cross-encoder + {1 - w:g} x retriever, each z-scored"}
+    epochs = training["epochs"]
     trained = (f"A cross-encoder from `{config.base_model}` trained with {config.loss} on "
-               f"{training['rows']} rows ({training['epochs']:g} epochs at most, "
+               f"{training['rows']} rows ({epochs:g} epoch{'s'[:epochs != 1]} at most, "
                f"{training['precision']} on {training['device']}); retriever `{config.embedder}`.")
     serve = ["```python", "from reranker_tune.serving import Reranker",
              f'reranker = Reranker("{shown_path(config.run_dir)}")',
