@@ -119,6 +119,12 @@ def load_job_data(config: JobConfig|None=None, # checked parameters; None: the d
     if test is None: data, test = split_by_query(data, c.eval_size, c.seed).values()
     dev = load("dev_source") if c.dev_source is not None else None
     if dev is None and c.dev_size: data, dev = split_by_query(data, c.dev_size, c.seed).values()
+    words = lambda ds: ("question-answer pairs (no negatives)" if "answer" in ds.column_names
+                        else "candidate lists with negatives")
+    for name, part in (("test_source", test), ("dev_source", dev)):
+        if getattr(c, name) is not None and words(part) != words(full):
+            raise DataError(f"{_source_label(name, getattr(c, name))}: {words(part)}, but source "
+                            f"holds {words(full)}; give held-out and dev queries in its shape.")
     refuse_shared_queries({_source_label("source", c.source): data,
                            _source_label("dev_source", c.dev_source): dev,
                            _source_label("test_source", c.test_source): test})
@@ -273,8 +279,9 @@ def run_readme(folder_name: str, config: JobConfig, summary: str, table: pd.Data
     rule = {RETRIEVER: "the retriever's order (the cross-encoder is not used)",
             CROSS_ENCODER: "the cross-encoder alone",
             FUSION: f"the fusion: {w:g} x cross-encoder + {1 - w:g} x retriever, each z-scored"}
+    epochs = training["epochs"]
     trained = (f"A cross-encoder from `{config.base_model}` trained with {config.loss} on "
-               f"{training['rows']} rows ({training['epochs']:g} epochs at most, "
+               f"{training['rows']} rows ({epochs:g} epoch{'s'[:epochs != 1]} at most, "
                f"{training['precision']} on {training['device']}); retriever `{config.embedder}`.")
     serve = ["```python", "from reranker_tune.serving import Reranker",
              f'reranker = Reranker("{shown_path(config.run_dir)}")',
@@ -291,10 +298,10 @@ def _example(eval_set: list[dict], limit: int=300) -> tuple[str, list[str]]:
     usable = [s for s in eval_set if any(d in s["positive"] for d in fits(s))
               and any(d not in s["positive"] for d in fits(s))] or eval_set
     s = min(usable, key=lambda s: len(s["query"]))
-    shown = fits(s) or [textwrap.shorten(d, limit) for d in s["documents"]]
-    good = next((d for d in shown if d in s["positive"]), shown[0])
-    bad = next((d for d in shown if d not in s["positive"]), shown[-1])
-    return s["query"], [bad, good]
+    docs = sorted(s["documents"], key=lambda d: len(d) > limit) # those that fit first, in order
+    good = next((d for d in docs if d in s["positive"]), docs[0])
+    bad = next((d for d in docs if d not in s["positive"]), docs[-1])
+    return s["query"], [d if len(d) <= limit else textwrap.shorten(d, limit) for d in (bad, good)]
 
 # %% ../nbs/06_pipeline.ipynb #6d9f16c2
 def outside_client_code(model_folder: str, # the cross-encoder's folder, as a client names it
