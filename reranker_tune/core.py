@@ -13,12 +13,12 @@ except ImportError: fcntl = None
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'OFFLINE_MODELS', 'HUB_IDS', 'RUN_NAME', 'FOLDER_MARK', 'FOLDER_KINDS', 'STAGING_TAG', 'SET_ASIDE_TAG',
-           'detect_device', 'cpu_supports_bf16', 'detect_precision', 'detect_scoring_precision', 'resolved_precision',
-           'precision_context', 'seed_everything', 'hub_is_offline', 'ModelNotFound', 'resolve_model', 'hub_id',
-           'ConfigError', 'check_run_name', 'folder_path', 'folder_mark', 'write_folder_mark', 'remove_own_folder',
-           'is_finished_run', 'check_output_folder', 'staging_prefix', 'set_aside_prefix', 'replace_folder',
-           'Terminated', 'staged_folder', 'write_atomically', 'read_json', 'say', 'progress_bars_off',
-           'quiet_libraries', 'library_bars_off']
+           'detect_device', 'cpu_supports_bf16', 'detect_precision', 'detect_scoring_precision', 'checked_precision',
+           'resolved_precision', 'precision_context', 'seed_everything', 'hub_is_offline', 'ModelNotFound',
+           'resolve_model', 'hub_id', 'ConfigError', 'check_run_name', 'folder_path', 'folder_mark',
+           'write_folder_mark', 'remove_own_folder', 'is_finished_run', 'check_output_folder', 'staging_prefix',
+           'set_aside_prefix', 'replace_folder', 'Terminated', 'staged_folder', 'write_atomically', 'read_json', 'say',
+           'progress_bars_off', 'quiet_libraries', 'library_bars_off']
 
 # %% ../nbs/00_core.ipynb #cd3a46d8
 def detect_device() -> str: # "cuda", "mps" or "cpu"
@@ -52,15 +52,21 @@ def detect_scoring_precision(device: str|None=None, # a device name; `None` dete
     device = str(device or detect_device())
     return detect_precision(device) if device.startswith("cuda") else "fp32"
 
+# %% ../nbs/00_core.ipynb #e916fa46
+def checked_precision(precision: str, # asked for by a user or a config
+                     ) -> str: # `precision`, one of `PRECISIONS`
+    "`precision` itself, or a `ValueError` naming it and `PRECISIONS`: a typo never runs as fp32."
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: one of {PRECISIONS} is allowed.")
+    return precision
+
 # %% ../nbs/00_core.ipynb #39f90437
 def resolved_precision(precision: str|None, # asked for; None: the device's
                        device: str|None=None, # a device name; `None` detects it
                        scoring: bool=False, # the precision it scores in, not trains in
                       ) -> str: # "bf16", "fp16" or "fp32"
     "The precision asked for, else the device's (`detect_precision`, `detect_scoring_precision`)."
-    if precision and precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r}: one of {PRECISIONS} is allowed.")
-    if precision: return precision
+    if precision: return checked_precision(precision)
     return detect_scoring_precision(device) if scoring else detect_precision(device)
 
 # %% ../nbs/00_core.ipynb #fd040dbd
@@ -69,9 +75,7 @@ def precision_context(precision: str|None, # "bf16", "fp16", or "fp32"/None for 
                      ) -> contextlib.AbstractContextManager:
     "Forward passes in `precision`: torch's autocast for bf16 and fp16, nothing for fp32."
     if precision in (None, "fp32"): return contextlib.nullcontext()
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r}: one of {PRECISIONS} is allowed.")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    dtype = torch.bfloat16 if checked_precision(precision) == "bf16" else torch.float16
     return torch.autocast(torch.device(device).type, dtype=dtype)
 
 # %% ../nbs/00_core.ipynb #ecddbe74

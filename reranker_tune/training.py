@@ -19,7 +19,7 @@ from sentence_transformers.base.sampler import DefaultBatchSampler, MultiDataset
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from sentence_transformers.base.model_card import generate_model_card
 from .core import (resolve_model, detect_device, detect_precision, resolved_precision,
-                                PRECISIONS, seed_everything,
+                                seed_everything,
                                 hub_id, progress_bars_off, check_output_folder, staged_folder,
                                 folder_mark)
 from .losses import loss_spec, model_activation_for, make_loss, check_dataset_for_loss
@@ -350,9 +350,7 @@ def training_arguments(output_dir: str|Path, # checkpoints and logs
                       ) -> CrossEncoderTrainingArguments:
     "The trainer's arguments: precision from the device, eval/save/log on one schedule, grouping."
     device = str(device or detect_device())
-    precision = resolved_precision(precision, device)
-    if precision not in PRECISIONS: # else a typo would train in float32, silently
-        raise ValueError(f"precision={precision!r}: one of {PRECISIONS} is allowed.")
+    precision = resolved_precision(precision, device) # refuses a typo: it would train in fp32
     key, greater = metric_key(evaluator)
     defaults = dict(output_dir=str(output_dir), num_train_epochs=epochs,
                     per_device_train_batch_size=batch_size,
