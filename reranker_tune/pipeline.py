@@ -106,6 +106,22 @@ def _load_part(source, column_mapping: dict|None, name: str, table: str|None=Non
     if any(len(n) for n in lists["negative"]): return lists
     return to_pairs(ds) # no negatives at all: mine them
 
+# %% ../nbs/06_pipeline.ipynb #cc96b103
+_SHAPE_WORDS = {"pairs": "question-answer pairs (no negatives)",
+                "candidate_lists": "candidate lists with negatives"}
+
+def _job_shape(ds: datasets.Dataset) -> str:
+    "What `_load_part` gave back: `pairs` (an `answer` column) or `candidate_lists`."
+    return "pairs" if "answer" in ds.column_names else "candidate_lists"
+
+def _refuse_other_shape(config: JobConfig, shape: str, parts: dict):
+    "A test or dev file given in the other shape than `source` is refused, naming its parameter."
+    for name, part in parts.items():
+        if getattr(config, name) is not None and _job_shape(part) != shape:
+            raise DataError(f"{_source_label(name, getattr(config, name))}: "
+                            f"{_SHAPE_WORDS[_job_shape(part)]}, but source holds "
+                            f"{_SHAPE_WORDS[shape]}; give held-out and dev queries in its shape.")
+
 # %% ../nbs/06_pipeline.ipynb #7c062d28
 def load_job_data(config: JobConfig|None=None, # checked parameters; None: the defaults
                  ) -> dict: # `shape`, `train`, `dev` (or None), `test`, `answers` (pairs only)
@@ -113,18 +129,13 @@ def load_job_data(config: JobConfig|None=None, # checked parameters; None: the d
     c = config or JobConfig()
     load = lambda name: _load_part(getattr(c, name), c.column_mapping, name, c.table)
     full = load("source")
-    shape = "pairs" if "answer" in full.column_names else "candidate_lists"
+    shape = _job_shape(full)
     data = limit_queries(full, c.max_queries, c.seed)
     test = load("test_source") if c.test_source is not None else None
     if test is None: data, test = split_by_query(data, c.eval_size, c.seed).values()
     dev = load("dev_source") if c.dev_source is not None else None
     if dev is None and c.dev_size: data, dev = split_by_query(data, c.dev_size, c.seed).values()
-    words = lambda ds: ("question-answer pairs (no negatives)" if "answer" in ds.column_names
-                        else "candidate lists with negatives")
-    for name, part in (("test_source", test), ("dev_source", dev)):
-        if getattr(c, name) is not None and words(part) != words(full):
-            raise DataError(f"{_source_label(name, getattr(c, name))}: {words(part)}, but source "
-                            f"holds {words(full)}; give held-out and dev queries in its shape.")
+    _refuse_other_shape(c, shape, {"test_source": test, "dev_source": dev})
     refuse_shared_queries({_source_label("source", c.source): data,
                            _source_label("dev_source", c.dev_source): dev,
                            _source_label("test_source", c.test_source): test})
