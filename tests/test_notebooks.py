@@ -1,43 +1,25 @@
 "Each notebook is a chapter and a test: run it as nbdev_test does (cells flagged slow or gpu are skipped)."
-import contextlib, importlib, io, multiprocessing, os, sys
+import contextlib, io, sys
 from pathlib import Path
 import pytest
 from nbdev.config import get_config
+from forking import run_forked
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.name for p in (ROOT/"nbs").glob("[0-9]*.ipynb")) + ["index.ipynb"]
 SKIP_FLAGS = get_config(path=ROOT).tst_flags.split() # what nbdev_test skips (gpu slow), read as it reads it
-# Imported once per pytest worker; each chapter runs in a fork of the worker that starts with them, which spares
-# every chapter the 7-9 s a fresh process spends importing them (and exiting), and keeps chapters apart.
-PRELOADED = ("torch", "transformers", "sentence_transformers", "datasets", "pandas", "matplotlib.pyplot",
-             "nbdev.test", "reranker_tune.cli", "reranker_tune.export")
 
-def _run_chapter(path: Path, # a notebook
-                 sender): # the end of a pipe: (passed, the traceback's tail)
-    "In the forked child: run the chapter as `nbdev_test --path` does, send the result, exit at once."
+def _run_chapter(path: Path) -> tuple[bool, str]: # passed, the traceback's tail
+    "Run the chapter as `nbdev_test --path` does."
     from nbdev.test import test_nb
     error = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(error): passed, _ = test_nb(path, skip_flags=SKIP_FLAGS, basepath=ROOT)
-    except BaseException as failure: passed = False; error.write(repr(failure))
-    sender.send((passed, error.getvalue()[-4000:])); sender.close()
-    os._exit(0) # no interpreter teardown: the worker that forked us still owns everything
+    with contextlib.redirect_stderr(error): passed, _ = test_nb(path, skip_flags=SKIP_FLAGS, basepath=ROOT)
+    return passed, error.getvalue()[-4000:]
 
 def run_chapter(path: Path) -> tuple[bool, str]: # passed, the traceback's tail
-    "Run a chapter in a fork of this process, with `PRELOADED` imported first."
-    for module in PRELOADED: importlib.import_module(module)
-    fork = multiprocessing.get_context("fork")
-    receiver, sender = fork.Pipe(duplex=False)
-    child = fork.Process(target=_run_chapter, args=(path, sender))
-    child.start(); sender.close()
-    try:
-        if not receiver.poll(900): return False, f"{path.name} ran past 900 s"
-        return receiver.recv()
-    except EOFError:
-        child.join(5); return False, f"the chapter's process died (exit code {child.exitcode})"
-    finally:
-        if child.is_alive(): child.kill()
-        child.join()
+    "Run a chapter in a fork of this worker (`forking.run_forked`): its imports are done, its state stays apart."
+    returned, result = run_forked(_run_chapter, path)
+    return result if returned else (False, f"{path.name}: {result}")
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook(name):

@@ -6,7 +6,7 @@ that works from `file://`, then `check-links`, which fails on any broken link. `
 `clean-outputs` look at what executed notebooks keep in `nbs/*.ipynb`.
 """
 from __future__ import annotations
-import html, json, posixpath, re, shutil, subprocess, sys
+import html, json, os, posixpath, re, shutil, subprocess, sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
@@ -115,19 +115,22 @@ def write_search_script(site: Path) -> None:
     js.write_text(text.replace(FETCH_INDEX, READ_INDEX), encoding="utf-8")
 
 
-PROC_NBS = """
-import nbdev.doclinks
-from nbdev.config import get_config
-from nbdev.quarto import refresh_quarto_yml
-from nbdev.serve import proc_nbs
-refresh_quarto_yml(); nbdev.doclinks._build_modidx(); proc_nbs(get_config().nbs_path, n_workers=0)
-"""
+def process_notebooks(root: Path) -> None:
+    "nbdev's processing of `root`'s notebooks into `root/_proc`, in this process, with `root`'s settings.ini."
+    import nbdev.doclinks
+    from nbdev.config import get_config
+    from nbdev.quarto import refresh_quarto_yml
+    from nbdev.serve import proc_nbs
+    before = Path.cwd()
+    os.chdir(root); get_config.cache_clear() # nbdev reads the settings of the working folder, once
+    try: refresh_quarto_yml(); nbdev.doclinks._build_modidx(); proc_nbs(get_config().nbs_path, n_workers=0)
+    finally: os.chdir(before); get_config.cache_clear()
 
 
 def build(root: Path) -> list[str]:
     "Build `root/_docs` from the notebooks as `make docs` does; return its broken links (empty when none)."
     for d in ("_proc", "_docs"): shutil.rmtree(root/d, ignore_errors=True)
-    subprocess.run([sys.executable, "-c", PROC_NBS], cwd=root, check=True)
+    process_notebooks(root)
     proc = root/"_proc"
     shutil.rmtree(proc/"runs", ignore_errors=True)
     name_pages(proc)
