@@ -141,34 +141,34 @@ def make_run(model_folder, retriever_folder, heldout, tmp_path):
     return make
 
 
-# Seconds each long test took on a clean clone here (2026-12-03, two workers); any other test counts as one
-# second. Only the order depends on them: a stale figure makes the two workers finish less evenly, never a
+# Seconds each long test took on a clean clone here (2026-12-03, two workers). Only the order depends on them: a stale figure makes the two workers finish less evenly, never a
 # test fail.
-SECONDS = {"test_sweep_keeps_going_past_a_failure_skips_finished_runs_and_forces": 39,
-           "test_notebook[04_training.ipynb]": 30, "test_main_job_with_minilm_on_a_slice": 28,
-           "test_site_renders_every_notebook_with_working_links": 26,
-           "test_notebook[05_evaluation.ipynb]": 22, "test_notebook[08_serving.ipynb]": 21,
-           "test_pipeline_notebook_runs_under_papermill": 18,
+SECONDS = {"test_sweep_keeps_going_past_a_failure_skips_finished_runs_and_forces": 33,
+           "test_notebook[04_training.ipynb]": 31, "test_notebook[05_evaluation.ipynb]": 22,
+           "test_pipeline_notebook_runs_under_papermill": 20, "test_main_job_with_minilm_on_a_slice": 16,
+           "test_two_processes_train_and_one_saves": 14,
            "test_pipeline_on_a_medquad_slice_with_tiny_models": 14,
-           "test_two_processes_train_and_one_saves": 13, "test_notebook[02_mining.ipynb]": 10,
+           "test_rerank_command_prints_results_on_stdout_and_nothing_on_stderr": 11,
+           "test_imports_at_run_time_without_the_onnx_extra": 11, "test_notebook[07_batch.ipynb]": 11,
+           "test_notebook[02_mining.ipynb]": 10, "test_notebook[04b_advanced_training.ipynb]": 10,
            "test_the_cli_serves_and_sigterm_finishes_the_request_in_flight": 10,
-           "test_rerank_command_prints_results_on_stdout_and_nothing_on_stderr": 10,
-           "test_notebook[04b_advanced_training.ipynb]": 9,
-           "test_imports_at_run_time_without_the_onnx_extra": 9, "test_notebook[07_batch.ipynb]": 9,
-           "test_sigterm_mid_run_removes_the_staging_folder_and_keeps_the_previous_run": 8,
-           "test_notebook[09_server.ipynb]": 7, "test_notebook[08b_export.ipynb]": 6,
-           "test_the_next_run_cleans_up_what_a_killed_writer_left": 6}
+           "test_sigterm_mid_run_removes_the_staging_folder_and_keeps_the_previous_run": 9,
+           "test_notebook[08_serving.ipynb]": 9, "test_site_renders_every_notebook_with_working_links": 8,
+           "test_notebook[09_server.ipynb]": 7, "test_notebook[08b_export.ipynb]": 6}
 
-def two_queues(items: list, seconds) -> list:
-    "`items` as two halves of equal count and about equal time, each longest first."
+def two_queues(items: list, seconds: dict) -> list:
+    """`items` as two halves of equal count and about equal time: the long tests (`seconds`) shared out longest
+    first, then the others in collection order, so that a module's shared fixtures are built once a half."""
+    long = sorted((i for i in items if i.name in seconds), key=lambda i: seconds[i.name], reverse=True)
+    short = [i for i in items if i.name not in seconds]
     halves, totals = ([], []), [0.0, 0.0]
-    sizes = (len(items) // 2, len(items) - len(items) // 2)
-    for item in sorted(items, key=seconds, reverse=True): # greedy: the next longest to the emptier half
-        emptier = min((h for h in (0, 1) if len(halves[h]) < sizes[h]), key=lambda h: totals[h])
-        halves[emptier].append(item); totals[emptier] += seconds(item)
-    return halves[0] + halves[1]
+    for item in long: # greedy: the next longest to the half with less time so far
+        emptier = 0 if totals[0] <= totals[1] else 1
+        halves[emptier].append(item); totals[emptier] += seconds[item.name]
+    first = max(0, min(len(short), len(items) // 2 - len(halves[0]))) # the first half: len(items) // 2 in all
+    return halves[0] + short[:first] + halves[1] + short[first:]
 
 def pytest_collection_modifyitems(items):
     """Two workers (`make test`'s `-n 2 --dist worksteal`) each start with half the tests, in collection order:
     give each half the same share of the long tests, longest first, so both finish together."""
-    items[:] = two_queues(items, lambda item: SECONDS.get(item.name, 1))
+    items[:] = two_queues(items, SECONDS)
