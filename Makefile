@@ -43,10 +43,10 @@ sync: install
 	@git diff --exit-code --stat -- reranker_tune || { echo "reranker_tune/ is out of sync with nbs/: run nbdev_export and commit the result"; exit 1; }
 
 # Two pytest workers, one torch thread each: most of the suite's time is single-threaded (imports, kernels,
-# subprocesses), so two workers use both cores without oversubscribing them. The whole runs start first and a
-# worker that runs out takes queued tests from the other (worksteal): the two finish together (272 s for
-# 432 tests on a clean clone here, 2026-12-03; 308 s against 403 s with xdist's default chunks when
-# that was measured). `make test WORKERS=0` runs serially.
+# subprocesses), so two workers use both cores without oversubscribing them. Each worker starts with half the
+# tests, its share of the long ones first (tests/conftest.py), and one that runs out takes queued tests from the
+# other (worksteal): the two finish together (221 s for 432 tests on a clean clone here, 2026-12-03; 308 s against
+# 403 s with xdist's default chunks when that was measured). `make test WORKERS=0` runs serially.
 WORKERS ?= 2
 test: sync
 	$(if $(filter 0,$(WORKERS)),,OMP_NUM_THREADS=1) $(PY) -m pytest tests -q -p no:cacheprovider $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist worksteal)
