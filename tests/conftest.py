@@ -141,8 +141,8 @@ def make_run(model_folder, retriever_folder, heldout, tmp_path):
     return make
 
 
-# Seconds each long test took on a clean clone here (2026-12-03, two workers). Only the order depends on them: a stale figure makes the two workers finish less evenly, never a
-# test fail.
+# Seconds each long test took on a clean clone here (2026-12-03, two workers). Only the order depends on
+# them: a stale figure makes the two workers finish less evenly, never a test fail.
 SECONDS = {"test_sweep_keeps_going_past_a_failure_skips_finished_runs_and_forces": 33,
            "test_notebook[04_training.ipynb]": 31, "test_notebook[05_evaluation.ipynb]": 22,
            "test_pipeline_notebook_runs_under_papermill": 20, "test_main_job_with_minilm_on_a_slice": 16,
